@@ -1,0 +1,85 @@
+# Shell helpers shared by .ci/test, .ci/demo and benches/load: install what is missing and
+# run a private PostgreSQL cluster. Source it; it defines functions only.
+
+# Runs a command as root: directly, or through sudo.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: root is needed to run: $*" >&2
+        return 1
+    fi
+}
+
+_apt_updated=
+# Installs Debian/Ubuntu packages.
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: please install: $* (no apt-get on this machine)" >&2
+        return 1
+    fi
+    if [ -z "$_apt_updated" ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _apt_updated=1
+    fi
+    echo "installing: $*" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The directory of the newest installed PostgreSQL server binaries, if any.
+pg_bindir() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$dir" ] && [ -x "$dir/initdb" ]; then
+        echo "$dir"
+    elif command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"
+    fi
+}
+
+ensure_postgres() {
+    [ -n "$(pg_bindir)" ] || apt_install postgresql
+    [ -n "$(pg_bindir)" ] || { echo "error: PostgreSQL server binaries not found after installing" >&2; return 1; }
+}
+
+# Runs a PostgreSQL tool as the user that owns the cluster (postgres when we are root).
+_pg() {
+    local tool=$1
+    shift
+    if [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- "$(pg_bindir)/$tool" "$@"
+    else
+        "$(pg_bindir)/$tool" "$@"
+    fi
+}
+
+# start_cluster DIR [extra postgres options]: initialises DIR/data once, then starts a server
+# that listens only on the Unix socket directory DIR/sock (port 5432 names the socket file).
+start_cluster() {
+    local dir=$1
+    shift
+    mkdir -p "$dir/sock"
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        mkdir -p "$dir/data"
+        [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
+        _pg initdb -A trust -U postgres -E UTF8 --no-locale -D "$dir/data" >/dev/null
+    fi
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
+    if ! _pg pg_ctl status -D "$dir/data" >/dev/null 2>&1; then
+        _pg pg_ctl start -w -D "$dir/data" -l "$dir/server.log" \
+            -o "-c listen_addresses='' -c unix_socket_directories='$dir/sock' -p 5432 $*" >/dev/null
+    fi
+}
+
+stop_cluster() {
+    _pg pg_ctl stop -w -m fast -D "$1/data" >/dev/null 2>&1 || true
+}
+
+# psql against a cluster started by start_cluster: cluster_psql DIR DATABASE [psql args]
+cluster_psql() {
+    local dir=$1 database=$2
+    shift 2
+    _pg psql -X -q -h "$dir/sock" -p 5432 -U postgres -d "$database" "$@"
+}

@@ -1,0 +1,201 @@
+//! PostgreSQL: supervised connections, migrations and prepared statements.
+//!
+//! A tokio-postgres `Client` never reconnects by itself, so each connection is owned by a
+//! supervisor task that connects, migrates, prepares every statement, publishes the ready
+//! connection, and when the connection dies withdraws it and reconnects with capped
+//! exponential backoff. Request handlers never wait for a connection: they take the current
+//! one or get [`Unavailable`] at once (a 503), so an outage cannot pile up hung requests.
+
+mod migrate;
+mod statements;
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+pub use migrate::{MigrationError, Outcome as MigrationOutcome, SCHEMA, migrate};
+pub use statements::Statements;
+
+use crate::config::{DbConfig, UtcOffset};
+
+/// Backoff between reconnection attempts: doubles from the first value up to the cap, so a
+/// restarted database is picked up within a couple of seconds without hammering it.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+/// How long `/health` waits for the database to answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The database cannot be reached right now; the supervisor is reconnecting.
+#[derive(Debug, Clone, Copy)]
+pub struct Unavailable;
+
+/// A ready connection with its statements prepared.
+pub struct Conn {
+    pub client: Client,
+    pub statements: Statements,
+}
+
+/// Settings every connection is opened with.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pg: tokio_postgres::Config,
+    utc_offset: UtcOffset,
+}
+
+impl ConnectOptions {
+    pub fn new(db: &DbConfig, utc_offset: UtcOffset) -> ConnectOptions {
+        let mut pg = tokio_postgres::Config::new();
+        if db.host.starts_with('/') {
+            pg.host_path(&db.host);
+        } else {
+            pg.host(&db.host);
+        }
+        pg.port(db.port)
+            .user(&db.username)
+            .password(&db.password)
+            .dbname(&db.database)
+            .application_name("oxitraffic")
+            .options(format!("-c search_path={SCHEMA}"))
+            .connect_timeout(Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30));
+        ConnectOptions { pg, utc_offset }
+    }
+
+    /// Opens a connection, migrates the schema and prepares the statements. The returned
+    /// future drives the connection and ends when it is lost.
+    pub async fn open(
+        &self,
+    ) -> Result<
+        (
+            Conn,
+            impl Future<Output = Result<(), tokio_postgres::Error>> + use<>,
+        ),
+        MigrationError,
+    > {
+        let (mut client, connection) = self.pg.connect(NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let ready = async {
+            migrate(&mut client, self.utc_offset).await?;
+            Ok::<_, MigrationError>(Statements::prepare(&client).await?)
+        }
+        .await;
+        match ready {
+            Ok(statements) => {
+                let driver = async move { driver.await.unwrap_or(Ok(())) };
+                Ok((Conn { client, statements }, driver))
+            }
+            Err(error) => {
+                driver.abort();
+                Err(error)
+            }
+        }
+    }
+}
+
+/// One supervised connection.
+struct Lane {
+    name: &'static str,
+    current: RwLock<Option<Arc<Conn>>>,
+    /// Bumped on every successful (re)connection, so other parts can react to it.
+    connected: watch::Sender<u64>,
+}
+
+impl Lane {
+    fn get(&self) -> Result<Arc<Conn>, Unavailable> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Unavailable)
+    }
+
+    fn set(&self, conn: Option<Arc<Conn>>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = conn;
+    }
+}
+
+/// Handle to the database; cheap to clone. The supervisors stop when the last handle is dropped.
+#[derive(Clone)]
+pub struct Db {
+    reads: Arc<Lane>,
+}
+
+impl Db {
+    /// Starts supervising the connections; returns at once, connected or not.
+    pub fn start(options: ConnectOptions) -> Db {
+        let reads = Arc::new(Lane {
+            name: "reads",
+            current: RwLock::new(None),
+            connected: watch::Sender::new(0),
+        });
+        tokio::spawn(supervise(Arc::downgrade(&reads), options));
+        Db { reads }
+    }
+
+    /// The connection for queries, if the database is reachable.
+    pub fn reads(&self) -> Result<Arc<Conn>, Unavailable> {
+        self.reads.get()
+    }
+
+    /// Changes each time the reads connection is (re)established.
+    pub fn connected(&self) -> watch::Receiver<u64> {
+        self.reads.connected.subscribe()
+    }
+
+    /// True when the database answers a trivial query within a short time.
+    pub async fn is_healthy(&self) -> bool {
+        let Ok(conn) = self.reads() else { return false };
+        let ping = conn.client.query_one(&conn.statements.ping, &[]);
+        matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)))
+    }
+}
+
+async fn supervise(lane: Weak<Lane>, options: ConnectOptions) {
+    let mut retry = FIRST_RETRY;
+    let mut failures: u32 = 0;
+    loop {
+        let name = match lane.upgrade() {
+            Some(lane) => lane.name,
+            None => return,
+        };
+        match options.open().await {
+            Ok((conn, driver)) => {
+                let Some(strong) = lane.upgrade() else { return };
+                tracing::info!(connection = name, "connected to the database");
+                strong.set(Some(Arc::new(conn)));
+                strong.connected.send_modify(|generation| *generation += 1);
+                // Hold only the weak reference while the connection runs, so dropping the
+                // last `Db` closes the client, which ends the driver and this task.
+                drop(strong);
+                retry = FIRST_RETRY;
+                failures = 0;
+                let outcome = driver.await;
+                let Some(strong) = lane.upgrade() else { return };
+                strong.set(None);
+                match outcome {
+                    Ok(()) => tracing::warn!(
+                        connection = name,
+                        "the database closed the connection; reconnecting"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(connection = name, %error, "lost the database connection; reconnecting")
+                    }
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                // Say it loudly once, then quietly while the outage lasts.
+                if failures == 1 {
+                    tracing::warn!(connection = name, %error, "cannot connect to the database; retrying");
+                } else {
+                    tracing::debug!(connection = name, %error, attempt = failures, "still cannot connect");
+                }
+            }
+        }
+        tokio::time::sleep(retry).await;
+        retry = (retry * 2).min(MAX_RETRY);
+    }
+}

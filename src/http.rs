@@ -1,0 +1,143 @@
+//! The response side of HTTP in one place: the body type every handler returns, named
+//! constructors for the responses we send, and the error type that becomes a response.
+
+use std::borrow::Cow;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hyper::body::{Bytes, Frame, SizeHint};
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// The one response body type. A complete body is a single frame, so small responses are
+/// written without an extra copy or allocation.
+pub enum Body {
+    Full(Option<Bytes>),
+}
+
+impl Body {
+    pub fn empty() -> Body {
+        Body::Full(None)
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::Full(if bytes.is_empty() { None } else { Some(bytes) })
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(bytes) => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A response with a body and its content type.
+pub fn with_body(
+    status: StatusCode,
+    content_type: HeaderValue,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    response
+}
+
+/// A short plain-text response, the form of every error we send.
+pub fn text(status: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
+    with_body(status, TEXT_PLAIN, message)
+}
+
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    with_body(status, APPLICATION_JSON, body)
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+/// 405 with the `Allow` header listing what the route accepts.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// An error a handler returns; it becomes a short plain-text response. The message is what
+/// the client sees, so it never carries internal details (those go to the log).
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: Cow<'static, str>,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> HttpError {
+        HttpError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> HttpError {
+        HttpError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut message = self.message.into_owned();
+        message.push('\n');
+        let mut response = text(self.status, message);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Clients (and count.js) retry after a short pause rather than hammering.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        response
+    }
+}
+
+impl From<crate::db::Unavailable> for HttpError {
+    fn from(_: crate::db::Unavailable) -> HttpError {
+        HttpError::unavailable("database unavailable, try again shortly")
+    }
+}

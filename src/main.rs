@@ -1,0 +1,88 @@
+use std::process::ExitCode;
+
+use oxitraffic::{config, logging};
+
+fn main() -> ExitCode {
+    let env = match environment() {
+        Ok(env) => env,
+        Err(message) => return fail(&message),
+    };
+    let rust_log = env
+        .iter()
+        .find(|(k, _)| k == "RUST_LOG")
+        .map(|(_, v)| v.as_str());
+    logging::init(rust_log);
+    let config = match config::load(env.iter().cloned()) {
+        Ok(config) => config,
+        Err(error) => return fail(&error.to_string()),
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(config.socket_address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                return fail(&format!(
+                    "cannot listen on {} (socket_address): {error}",
+                    config.socket_address
+                ));
+            }
+        };
+        match listener.local_addr() {
+            Ok(address) => tracing::info!("listening on http://{address}"),
+            Err(error) => return fail(&format!("cannot read the listening address: {error}")),
+        }
+        oxitraffic::run(listener, config, shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// The process environment as text. A non-UTF-8 value is only an error for our own variables.
+fn environment() -> Result<Vec<(String, String)>, String> {
+    let mut env = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        match (key.into_string(), value.into_string()) {
+            (Ok(key), Ok(value)) => env.push((key, value)),
+            (Ok(key), Err(_)) if key.starts_with("OXITRAFFIC_") || key == "RUST_LOG" => {
+                return Err(format!("environment variable {key} is not valid UTF-8"));
+            }
+            _ => {}
+        }
+    }
+    Ok(env)
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("oxitraffic: {message}");
+    ExitCode::FAILURE
+}
+
+/// Completes on Ctrl-C or SIGTERM (what container runtimes and systemd send).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received Ctrl-C"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}
