@@ -100,6 +100,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 pub struct HttpError {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
+    retry_after: Option<u32>,
 }
 
 impl HttpError {
@@ -107,6 +108,16 @@ impl HttpError {
         HttpError {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 425: come back in `retry_after_secs` seconds.
+    pub fn too_early(retry_after_secs: u32) -> HttpError {
+        HttpError {
+            status: StatusCode::TOO_EARLY,
+            message: "too early: the minimum delay since registration has not passed".into(),
+            retry_after: Some(retry_after_secs.max(1)),
         }
     }
 
@@ -126,11 +137,16 @@ impl HttpError {
         let mut message = self.message.into_owned();
         message.push('\n');
         let mut response = text(self.status, message);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // Clients (and count.js) retry after a short pause rather than hammering.
+        // Clients (and count.js) retry after a pause rather than hammering.
+        let retry_after = match (self.retry_after, self.status) {
+            (Some(seconds), _) => Some(seconds),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => Some(2),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -2,36 +2,98 @@
 //!
 //! The binary is a thin shell around [`run`]; tests and benchmarks drive the same code.
 
+pub mod clock;
 pub mod config;
+pub mod cors;
+pub mod counting;
 pub mod db;
 pub mod http;
 pub mod logging;
+pub mod paths;
+pub mod query;
+pub mod referrer;
 pub mod routes;
+pub mod script;
 pub mod server;
+pub mod slots;
 
 use std::sync::Arc;
 
+use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+use db::writer::{self, VisitWriter};
 
 /// Everything a request handler can reach.
 pub struct App {
     pub config: Config,
     pub db: db::Db,
     pub routes: routes::Routes,
+    pub slots: slots::Slots,
+    pub registry: paths::Registry,
+    pub writer: VisitWriter,
+    pub clock: clock::Clock,
+    pub script: script::Script,
+    /// `Access-Control-Allow-Origin` for the script endpoints.
+    pub cors_origin: HeaderValue,
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests.
-/// The database is connected in the background: the server answers (with 503 where the
-/// database is needed) while PostgreSQL is still unreachable.
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests and
+/// writes every visit they accepted. The database is connected in the background: the
+/// server answers (with 503 where the database is needed) while PostgreSQL is unreachable.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
     let db = db::Db::start(db::ConnectOptions::new(&config.db, config.utc_offset));
+    let (writer, writer_task) = VisitWriter::start(db.clone());
+    let checker = paths::check::PathChecker::new(
+        config.tracked_origin_callback.clone(),
+        config.path_check_timeout,
+    );
     let app = Arc::new(App {
-        config,
-        db,
+        db: db.clone(),
         routes: routes::Routes::new(),
+        slots: slots::Slots::new(config.visitor_slots as usize),
+        registry: paths::Registry::new(checker, config.max_paths as usize),
+        writer: writer.clone(),
+        clock: clock::Clock::new(),
+        script: script::Script::new(&config.base_url, config.min_delay_secs),
+        cors_origin: HeaderValue::from_str(config.tracked_origin.as_str())
+            .expect("a validated origin is a valid header"),
+        config,
     });
+    let loader = tokio::spawn(load_paths_on_connect(app.clone()));
+
     server::serve(listener, app, shutdown).await;
+
+    loader.abort();
+    writer.stop().await;
+    if tokio::time::timeout(writer::STOP_GRACE, writer_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the visit writer did not finish in time");
+    }
     tracing::info!("stopped");
+}
+
+/// Fills the path registry from the database each time the connection is (re)established,
+/// so known paths are answered from memory without asking the site again.
+async fn load_paths_on_connect(app: Arc<App>) {
+    let mut connected = app.db.connected();
+    loop {
+        if connected.changed().await.is_err() {
+            return;
+        }
+        let Ok(conn) = app.db.reads() else { continue };
+        match conn.client.query(&conn.statements.all_paths, &[]).await {
+            Ok(rows) => {
+                app.registry.remember(
+                    rows.iter()
+                        .map(|row| (row.get::<_, &str>(1), row.get::<_, i32>(0))),
+                );
+                tracing::info!(paths = app.registry.len(), "loaded known paths");
+            }
+            Err(error) => tracing::warn!(%error, "could not load the known paths"),
+        }
+    }
 }

@@ -5,6 +5,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use matchit::Router;
 
 use crate::App;
+use crate::cors;
+use crate::counting;
 use crate::http::{self, Body, HttpError};
 
 /// Longest request target (path and query) we read; beyond it the answer is 414.
@@ -13,21 +15,41 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
     Health,
+    Script,
+    Register,
+    PostSleep,
+    PageLeft,
 }
 
+/// The whole URL space; matchit rejects conflicting patterns at start-up.
+const TABLE: &[(&str, Route)] = &[
+    ("/health", Route::Health),
+    ("/count.js", Route::Script),
+    ("/register", Route::Register),
+    ("/post-sleep/{token}", Route::PostSleep),
+    ("/page-left/{token}/{seconds}", Route::PageLeft),
+];
+
 impl Route {
-    /// What the `Allow` header says for this route.
+    /// What the `Allow` header (and a CORS preflight) says for this route.
     fn allowed_methods(self) -> &'static str {
         match self {
-            Route::Health => "GET, HEAD",
+            Route::Health | Route::Script => "GET, HEAD",
+            Route::Register => "GET, OPTIONS",
+            Route::PostSleep | Route::PageLeft => "GET, POST, OPTIONS",
         }
+    }
+
+    /// Script endpoints are called cross-origin by `count.js` and carry CORS headers.
+    fn is_script_endpoint(self) -> bool {
+        matches!(
+            self,
+            Route::Script | Route::Register | Route::PostSleep | Route::PageLeft
+        )
     }
 }
 
 pub struct Routes(Router<Route>);
-
-/// The whole URL space; matchit rejects conflicting patterns at start-up.
-const TABLE: &[(&str, Route)] = &[("/health", Route::Health)];
 
 impl Routes {
     pub fn new() -> Routes {
@@ -64,19 +86,40 @@ pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
     {
         return HttpError::new(StatusCode::URI_TOO_LONG, "request target too long").into_response();
     }
-    let Some((route, _params)) = app.routes.at(request.uri().path()) else {
+    let Some((route, params)) = app.routes.at(request.uri().path()) else {
         return HttpError::not_found("not found").into_response();
     };
     let method = request.method();
-    let outcome = match route {
-        Route::Health if is_read(method) => Ok(health(app).await),
-        _ => return http::method_not_allowed(route.allowed_methods()),
-    };
-    outcome.unwrap_or_else(HttpError::into_response)
-}
+    let read = method == Method::GET || method == Method::HEAD;
+    let write = method == Method::GET || method == Method::POST;
+    let param = |name| params.get(name).unwrap_or_default();
 
-fn is_read(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
+    if route.is_script_endpoint() {
+        if let Err(refused) = cors::check_origin(request.headers(), &app.cors_origin) {
+            let mut response = refused.into_response();
+            cors::allow(&mut response, &app.cors_origin);
+            return response;
+        }
+        if method == Method::OPTIONS && route != Route::Script {
+            return cors::preflight(route.allowed_methods(), &app.cors_origin);
+        }
+    }
+
+    let outcome = match route {
+        Route::Health if read => Ok(health(app).await),
+        Route::Script if read => Ok(app.script.respond(request.headers())),
+        Route::Register if method == Method::GET => counting::register(app, request.uri()).await,
+        Route::PostSleep if write => counting::post_sleep(app, param("token"), request.uri()).await,
+        Route::PageLeft if write => {
+            counting::page_left(app, param("token"), param("seconds")).await
+        }
+        _ => Ok(http::method_not_allowed(route.allowed_methods())),
+    };
+    let mut response = outcome.unwrap_or_else(HttpError::into_response);
+    if route.is_script_endpoint() {
+        cors::allow(&mut response, &app.cors_origin);
+    }
+    response
 }
 
 async fn health(app: &App) -> Response<Body> {
@@ -94,8 +137,26 @@ mod tests {
     #[test]
     fn every_route_is_reachable_and_nothing_else() {
         let routes = Routes::new();
-        assert_eq!(routes.at("/health").map(|(r, _)| r), Some(Route::Health));
-        for path in ["/", "/health/", "/healthz", "//health", "/HEALTH"] {
+        let route = |path| routes.at(path).map(|(r, _)| r);
+        assert_eq!(route("/health"), Some(Route::Health));
+        assert_eq!(route("/count.js"), Some(Route::Script));
+        assert_eq!(route("/register"), Some(Route::Register));
+        assert_eq!(route("/post-sleep/123"), Some(Route::PostSleep));
+        assert_eq!(route("/page-left/123/45"), Some(Route::PageLeft));
+        let (_, params) = routes.at("/page-left/123/45").unwrap();
+        assert_eq!(
+            (params.get("token"), params.get("seconds")),
+            (Some("123"), Some("45"))
+        );
+        for path in [
+            "/health/",
+            "/healthz",
+            "//health",
+            "/HEALTH",
+            "/post-sleep",
+            "/post-sleep/1/2",
+            "/page-left/1",
+        ] {
             assert!(routes.at(path).is_none(), "{path}");
         }
     }

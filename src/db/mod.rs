@@ -8,6 +8,7 @@
 
 mod migrate;
 mod statements;
+pub mod writer;
 
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -118,26 +119,39 @@ impl Lane {
 }
 
 /// Handle to the database; cheap to clone. The supervisors stop when the last handle is dropped.
+///
+/// Two connections: the visit writer's batches never queue behind a dashboard query on the
+/// same connection, and the dashboard never waits for a batch to commit.
 #[derive(Clone)]
 pub struct Db {
     reads: Arc<Lane>,
+    writes: Arc<Lane>,
 }
 
 impl Db {
     /// Starts supervising the connections; returns at once, connected or not.
     pub fn start(options: ConnectOptions) -> Db {
-        let reads = Arc::new(Lane {
-            name: "reads",
-            current: RwLock::new(None),
-            connected: watch::Sender::new(0),
-        });
-        tokio::spawn(supervise(Arc::downgrade(&reads), options));
-        Db { reads }
+        let lane = |name| {
+            Arc::new(Lane {
+                name,
+                current: RwLock::new(None),
+                connected: watch::Sender::new(0),
+            })
+        };
+        let (reads, writes) = (lane("reads"), lane("writes"));
+        tokio::spawn(supervise(Arc::downgrade(&reads), options.clone()));
+        tokio::spawn(supervise(Arc::downgrade(&writes), options));
+        Db { reads, writes }
     }
 
-    /// The connection for queries, if the database is reachable.
+    /// The connection for queries and occasional writes, if the database is reachable.
     pub fn reads(&self) -> Result<Arc<Conn>, Unavailable> {
         self.reads.get()
+    }
+
+    /// The visit writer's connection.
+    pub fn writes(&self) -> Result<Arc<Conn>, Unavailable> {
+        self.writes.get()
     }
 
     /// Changes each time the reads connection is (re)established.
@@ -145,8 +159,11 @@ impl Db {
         self.reads.connected.subscribe()
     }
 
-    /// True when the database answers a trivial query within a short time.
+    /// True when both connections are up and the database answers within a short time.
     pub async fn is_healthy(&self) -> bool {
+        if self.writes().is_err() {
+            return false;
+        }
         let Ok(conn) = self.reads() else { return false };
         let ping = conn.client.query_one(&conn.statements.ping, &[]);
         matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)))
