@@ -29,38 +29,69 @@ struct Behaviour {
 
 pub struct Site {
     pub addr: SocketAddr,
+    scheme: &'static str,
     behaviour: Arc<Mutex<Behaviour>>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl Site {
+    pub const CA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ca.pem");
+
     /// Starts a site on its own thread (so it keeps answering while a test blocks).
     pub fn start() -> Site {
+        Site::spawn(None)
+    }
+
+    /// The same site over https, with the certificate in `tests/fixtures/localhost.pem` (for
+    /// `127.0.0.1` and `localhost`) issued by the test CA in [`Site::CA_FILE`]; clients trust
+    /// it through `SSL_CERT_FILE`.
+    pub fn start_https() -> Site {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let certs = CertificateDer::pem_file_iter(format!("{fixtures}/localhost.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(format!("{fixtures}/localhost.key")).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Site::spawn(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn spawn(tls: Option<tokio_rustls::TlsAcceptor>) -> Site {
         let behaviour = Arc::new(Mutex::new(Behaviour::default()));
         let (stop, stopped) = oneshot::channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let shared = behaviour.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(serve(shared, addr_tx, stopped));
+            runtime.block_on(serve(shared, tls, addr_tx, stopped));
         });
         let addr = addr_rx.recv().expect("the site thread reports its address");
         Site {
             addr,
+            scheme,
             behaviour,
             stop: Some(stop),
         }
     }
 
     pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.origin())
     }
 
     pub fn add_page(&self, path: &str) -> &Site {
@@ -124,6 +155,7 @@ impl Drop for Site {
 
 async fn serve(
     behaviour: Arc<Mutex<Behaviour>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     addr_tx: std::sync::mpsc::Sender<SocketAddr>,
     mut stopped: oneshot::Receiver<()>,
 ) {
@@ -135,12 +167,18 @@ async fn serve(
             _ = &mut stopped => return,
         };
         let behaviour = behaviour.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |request| answer(behaviour.clone(), request));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            let _ = match tls {
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Err(_) => return,
+                },
+                None => http.serve_connection(TokioIo::new(stream), service).await,
+            };
         });
     }
 }
