@@ -72,7 +72,7 @@ AS $$ SELECT ARRAY[0, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 36
 
 CREATE FUNCTION spent_time_bucket(seconds integer) RETURNS smallint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT (width_bucket(seconds, spent_time_bucket_bounds()) - 1)::smallint $$;
+AS $$ SELECT (width_bucket(seconds, oxitraffic.spent_time_bucket_bounds()) - 1)::smallint $$;
 
 -- A signed contribution of one visit to the counters.
 CREATE TYPE visit_delta AS (
@@ -85,8 +85,10 @@ CREATE TYPE visit_delta AS (
 
 -- Adds (sign 1) or removes (sign -1) visits from every counter. Rows are upserted in key
 -- order so that concurrent writers lock them in the same order and cannot deadlock.
+-- The functions fix their search_path: triggers fire for any client (psql, an import)
+-- whatever its own search_path is.
 CREATE FUNCTION apply_visit_deltas(deltas visit_delta[]) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = oxitraffic, pg_temp AS $$
 DECLARE
     local_offset interval;
 BEGIN
@@ -126,7 +128,7 @@ $$;
 -- so a batch of visits costs one counter update per distinct key, not one per row. Any
 -- writer (the tracker, an import, a manual fix) keeps the counters right.
 CREATE FUNCTION visits_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = oxitraffic, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM apply_visit_deltas(ARRAY(
@@ -154,7 +156,8 @@ CREATE TRIGGER visits_deleted AFTER DELETE ON visits
 -- Recomputes every counter from the visits, one path at a time to bound the memory the
 -- database needs. Run when the configured UTC offset changes.
 CREATE FUNCTION rebuild_visit_counters() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = oxitraffic, pg_temp AS $$
+
 DECLARE
     one_path integer;
 BEGIN

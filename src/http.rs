@@ -2,18 +2,35 @@
 //! constructors for the responses we send, and the error type that becomes a response.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper::body::{Bytes, Frame, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
+use tokio::sync::mpsc;
 
 /// The one response body type. A complete body is a single frame, so small responses are
-/// written without an extra copy or allocation.
+/// written without an extra copy; a streamed body is fed chunk by chunk through a small
+/// bounded channel, so a slow client slows the producer instead of growing memory.
 pub enum Body {
     Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Result<Bytes, StreamAborted>>),
 }
+
+/// A streamed body ended early (its source failed); the client sees an incomplete response
+/// rather than a truncated one that looks whole.
+#[derive(Debug)]
+pub struct StreamAborted;
+
+impl fmt::Display for StreamAborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the response body could not be completed")
+    }
+}
+
+impl std::error::Error for StreamAborted {}
 
 impl Body {
     pub fn empty() -> Body {
@@ -29,32 +46,107 @@ impl From<Bytes> for Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = StreamAborted;
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(chunks) => chunks
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| c.map(Frame::data))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Body::Full(bytes) => bytes.is_none(),
+            Body::Stream(_) => false,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Body::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Stream(_) => SizeHint::default(),
         }
     }
 }
 
+/// Chunks of about this size are sent to streamed bodies.
+const CHUNK_BYTES: usize = 16 * 1024;
+/// Chunks waiting to be written; with the chunk size this bounds a stream's memory.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The producing end of a streamed body: write text into [`Chunks::buf`], call
+/// [`Chunks::flush_if_full`] now and then, and [`Chunks::finish`] at the end.
+pub struct Chunks {
+    sender: mpsc::Sender<Result<Bytes, StreamAborted>>,
+    buf: String,
+}
+
+/// The client went away; stop producing.
+#[derive(Debug)]
+pub struct ClientGone;
+
+impl Chunks {
+    pub fn buf(&mut self) -> &mut String {
+        &mut self.buf
+    }
+
+    /// Sends the buffer once it holds a chunk's worth; waits while the client is behind.
+    pub async fn flush_if_full(&mut self) -> Result<(), ClientGone> {
+        if self.buf.len() >= CHUNK_BYTES {
+            self.flush().await
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ClientGone> {
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            String::with_capacity(CHUNK_BYTES + 512),
+        ));
+        self.sender.send(Ok(chunk)).await.map_err(|_| ClientGone)
+    }
+
+    /// Sends what is left and ends the body.
+    pub async fn finish(mut self) -> Result<(), ClientGone> {
+        if !self.buf.is_empty() {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the body as failed, so the client cannot mistake it for complete.
+    pub async fn abort(self) {
+        let _ = self.sender.send(Err(StreamAborted)).await;
+    }
+}
+
+/// A response whose body is produced by whoever holds the returned [`Chunks`].
+pub fn streamed(status: StatusCode, content_type: HeaderValue) -> (Response<Body>, Chunks) {
+    let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let mut response = Response::new(Body::Stream(receiver));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    (
+        response,
+        Chunks {
+            sender,
+            buf: String::with_capacity(CHUNK_BYTES + 512),
+        },
+    )
+}
+
 pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+pub const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// A response with a body and its content type.
 pub fn with_body(

@@ -2,10 +2,12 @@
 //!
 //! The binary is a thin shell around [`run`]; tests and benchmarks drive the same code.
 
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod counting;
+pub mod dashboard;
 pub mod db;
 pub mod http;
 pub mod logging;
@@ -16,11 +18,13 @@ pub mod routes;
 pub mod script;
 pub mod server;
 pub mod slots;
+pub mod time;
 
 use std::sync::Arc;
 
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 pub use config::Config;
 use db::writer::{self, VisitWriter};
@@ -37,6 +41,9 @@ pub struct App {
     pub script: script::Script,
     /// `Access-Control-Allow-Origin` for the script endpoints.
     pub cors_origin: HeaderValue,
+    pub dashboard: dashboard::Pages,
+    /// Permits for `/api/history` streams, each of which holds a database connection.
+    pub history_streams: Arc<Semaphore>,
 }
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests and
@@ -57,6 +64,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         writer: writer.clone(),
         clock: clock::Clock::new(),
         script: script::Script::new(&config.base_url, config.min_delay_secs),
+        dashboard: dashboard::Pages::new(),
+        history_streams: Arc::new(Semaphore::new(api::MAX_HISTORY_STREAMS)),
         cors_origin: HeaderValue::from_str(config.tracked_origin.as_str())
             .expect("a validated origin is a valid header"),
         config,
@@ -93,7 +102,9 @@ async fn load_paths_on_connect(app: Arc<App>) {
                 );
                 tracing::info!(paths = app.registry.len(), "loaded known paths");
             }
-            Err(error) => tracing::warn!(%error, "could not load the known paths"),
+            Err(error) => {
+                tracing::warn!(error = %crate::logging::Chain(&error), "could not load the known paths")
+            }
         }
     }
 }

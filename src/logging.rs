@@ -28,6 +28,22 @@ pub fn init(rust_log: Option<&str>) {
     }
 }
 
+/// Displays an error followed by its causes. tokio-postgres and hyper keep the useful part
+/// (the server's message, the I/O error) in `source()`, which `Display` alone leaves out.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

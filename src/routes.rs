@@ -4,16 +4,24 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use matchit::Router;
 
+use hyper::header::{self, HeaderValue};
+
 use crate::App;
 use crate::cors;
-use crate::counting;
 use crate::http::{self, Body, HttpError};
+use crate::{api, counting, dashboard};
 
 /// Longest request target (path and query) we read; beyond it the answer is 414.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
+    Index,
+    Stats,
+    Style,
+    ApiCounts,
+    ApiCount,
+    ApiHistory,
     Health,
     Script,
     Register,
@@ -23,6 +31,12 @@ pub enum Route {
 
 /// The whole URL space; matchit rejects conflicting patterns at start-up.
 const TABLE: &[(&str, Route)] = &[
+    ("/", Route::Index),
+    ("/stats", Route::Stats),
+    ("/style.css", Route::Style),
+    ("/api/counts", Route::ApiCounts),
+    ("/api/count", Route::ApiCount),
+    ("/api/history", Route::ApiHistory),
     ("/health", Route::Health),
     ("/count.js", Route::Script),
     ("/register", Route::Register),
@@ -34,9 +48,25 @@ impl Route {
     /// What the `Allow` header (and a CORS preflight) says for this route.
     fn allowed_methods(self) -> &'static str {
         match self {
-            Route::Health | Route::Script => "GET, HEAD",
+            Route::Index
+            | Route::Stats
+            | Route::Style
+            | Route::ApiCounts
+            | Route::ApiCount
+            | Route::ApiHistory
+            | Route::Health
+            | Route::Script => "GET, HEAD",
             Route::Register => "GET, OPTIONS",
             Route::PostSleep | Route::PageLeft => "GET, POST, OPTIONS",
+        }
+    }
+
+    /// How this route's errors are written: HTML pages, JSON objects, or plain text.
+    fn error_response(self, app: &App, error: HttpError) -> Response<Body> {
+        match self {
+            Route::Index | Route::Stats => dashboard::error_page(app, error),
+            Route::ApiCounts | Route::ApiCount | Route::ApiHistory => api::error(error),
+            _ => error.into_response(),
         }
     }
 
@@ -106,6 +136,12 @@ pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
     }
 
     let outcome = match route {
+        Route::Index if read => dashboard::index(app).await,
+        Route::Stats if read => dashboard::stats(app, request.uri()).await,
+        Route::Style if read => Ok(dashboard::style(app, request.headers())),
+        Route::ApiCounts if read => api::counts(app).await,
+        Route::ApiCount if read => api::count(app, request.uri()).await,
+        Route::ApiHistory if read => api::history(app, request.uri()).await,
         Route::Health if read => Ok(health(app).await),
         Route::Script if read => Ok(app.script.respond(request.headers())),
         Route::Register if method == Method::GET => counting::register(app, request.uri()).await,
@@ -115,10 +151,15 @@ pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
         }
         _ => Ok(http::method_not_allowed(route.allowed_methods())),
     };
-    let mut response = outcome.unwrap_or_else(HttpError::into_response);
+    let mut response = outcome.unwrap_or_else(|error| route.error_response(app, error));
     if route.is_script_endpoint() {
         cors::allow(&mut response, &app.cors_origin);
     }
+    // Every body is exactly the type it says it is.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
 
@@ -138,6 +179,9 @@ mod tests {
     fn every_route_is_reachable_and_nothing_else() {
         let routes = Routes::new();
         let route = |path| routes.at(path).map(|(r, _)| r);
+        assert_eq!(route("/"), Some(Route::Index));
+        assert_eq!(route("/stats"), Some(Route::Stats));
+        assert_eq!(route("/api/history"), Some(Route::ApiHistory));
         assert_eq!(route("/health"), Some(Route::Health));
         assert_eq!(route("/count.js"), Some(Route::Script));
         assert_eq!(route("/register"), Some(Route::Register));

@@ -52,7 +52,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 Ok((stream, _peer)) => stream,
                 Err(error) => {
                     // Usually out of file descriptors: pause instead of spinning.
-                    tracing::warn!(%error, "accept failed");
+                    tracing::warn!(error = %crate::logging::Chain(&error), "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -76,7 +76,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+                tracing::debug!(error = %crate::logging::Chain(&error), "connection ended with an error");
             }
             drop(slot);
         });

@@ -40,10 +40,20 @@ impl From<tokio_postgres::Error> for MigrationError {
     }
 }
 
+impl std::error::Error for MigrationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MigrationError::Postgres(error) => Some(error),
+            MigrationError::SchemaTooNew { .. } => None,
+        }
+    }
+}
+
 impl std::fmt::Display for MigrationError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            MigrationError::Postgres(error) => write!(f, "{error}"),
+            MigrationError::Postgres(_) => f.write_str("cannot set up the database"),
+
             MigrationError::SchemaTooNew { database, binary } => write!(
                 f,
                 "the database schema is at version {database} but this binary knows only up to {binary}; \

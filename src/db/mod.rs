@@ -36,6 +36,8 @@ pub struct Unavailable;
 pub struct Conn {
     pub client: Client,
     pub statements: Statements,
+    /// Lower bounds in seconds of the time-on-page buckets, from the schema itself.
+    pub spent_time_bounds: Vec<i32>,
 }
 
 /// Settings every connection is opened with.
@@ -80,13 +82,24 @@ impl ConnectOptions {
         let driver = tokio::spawn(connection);
         let ready = async {
             migrate(&mut client, self.utc_offset).await?;
-            Ok::<_, MigrationError>(Statements::prepare(&client).await?)
+            let statements = Statements::prepare(&client).await?;
+            let bounds = client
+                .query_one("SELECT spent_time_bucket_bounds()", &[])
+                .await?;
+            Ok::<_, MigrationError>((statements, bounds.get(0)))
         }
         .await;
         match ready {
-            Ok(statements) => {
+            Ok((statements, spent_time_bounds)) => {
                 let driver = async move { driver.await.unwrap_or(Ok(())) };
-                Ok((Conn { client, statements }, driver))
+                Ok((
+                    Conn {
+                        client,
+                        statements,
+                        spent_time_bounds,
+                    },
+                    driver,
+                ))
             }
             Err(error) => {
                 driver.abort();
@@ -126,6 +139,7 @@ impl Lane {
 pub struct Db {
     reads: Arc<Lane>,
     writes: Arc<Lane>,
+    options: ConnectOptions,
 }
 
 impl Db {
@@ -140,8 +154,27 @@ impl Db {
         };
         let (reads, writes) = (lane("reads"), lane("writes"));
         tokio::spawn(supervise(Arc::downgrade(&reads), options.clone()));
-        tokio::spawn(supervise(Arc::downgrade(&writes), options));
-        Db { reads, writes }
+        tokio::spawn(supervise(Arc::downgrade(&writes), options.clone()));
+        Db {
+            reads,
+            writes,
+            options,
+        }
+    }
+
+    /// A connection of its own for one long stream, so that a slow reader holds up nobody
+    /// else (tokio-postgres stops reading a connection while a result is not consumed).
+    /// It closes when the client is dropped.
+    pub async fn dedicated(&self) -> Result<Client, Unavailable> {
+        if self.reads().is_err() {
+            return Err(Unavailable);
+        }
+        let (client, connection) = self.options.pg.connect(NoTls).await.map_err(|error| {
+            tracing::warn!(error = %crate::logging::Chain(&error), "could not open a connection for a stream");
+            Unavailable
+        })?;
+        tokio::spawn(connection);
+        Ok(client)
     }
 
     /// The connection for queries and occasional writes, if the database is reachable.
@@ -198,7 +231,7 @@ async fn supervise(lane: Weak<Lane>, options: ConnectOptions) {
                         "the database closed the connection; reconnecting"
                     ),
                     Err(error) => {
-                        tracing::warn!(connection = name, %error, "lost the database connection; reconnecting")
+                        tracing::warn!(connection = name, error = %crate::logging::Chain(&error), "lost the database connection; reconnecting")
                     }
                 }
             }
@@ -206,9 +239,9 @@ async fn supervise(lane: Weak<Lane>, options: ConnectOptions) {
                 failures += 1;
                 // Say it loudly once, then quietly while the outage lasts.
                 if failures == 1 {
-                    tracing::warn!(connection = name, %error, "cannot connect to the database; retrying");
+                    tracing::warn!(connection = name, error = %crate::logging::Chain(&error), "cannot connect to the database; retrying");
                 } else {
-                    tracing::debug!(connection = name, %error, attempt = failures, "still cannot connect");
+                    tracing::debug!(connection = name, error = %crate::logging::Chain(&error), attempt = failures, "still cannot connect");
                 }
             }
         }

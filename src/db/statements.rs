@@ -14,7 +14,25 @@ pub struct Statements {
     pub find_visits: Statement,
     /// A batch of spent times.
     pub update_spent_times: Statement,
+    /// Every path with its total visits, most visited first.
+    pub paths_by_visits: Statement,
+    /// One path's id and total visits.
+    pub path_by_name: Statement,
+    /// Total visits and number of paths.
+    pub site_totals: Statement,
+    /// Visits per local day of a scope (a path id, or 0 for the site) in a day range.
+    pub daily_visits: Statement,
+    /// The first day a scope was visited.
+    pub first_day: Statement,
+    /// The most frequent referrers of a scope in a day range, with the total of all.
+    pub top_referrers: Statement,
+    /// The time-on-page histogram of a scope in a day range.
+    pub spent_time_histogram: Statement,
 }
+
+/// Days are exchanged as numbers counted from 1970-01-01, so no date type is needed here.
+const DAY_RANGE: &str =
+    "scope = $1 AND day BETWEEN DATE '1970-01-01' + $2::int4 AND DATE '1970-01-01' + $3::int4";
 
 impl Statements {
     pub async fn prepare(client: &Client) -> Result<Statements, Error> {
@@ -49,6 +67,41 @@ impl Statements {
                      FROM unnest($1::int8[], $2::int4[]) AS u (id, seconds)
                      WHERE v.id = u.id AND v.spent_time_seconds IS DISTINCT FROM u.seconds",
                 )
+                .await?,
+            paths_by_visits: client
+                .prepare("SELECT path, visits FROM paths ORDER BY visits DESC, path")
+                .await?,
+            path_by_name: client
+                .prepare("SELECT id, visits FROM paths WHERE path = $1")
+                .await?,
+            site_totals: client
+                .prepare("SELECT coalesce(sum(visits), 0)::int8, count(*) FROM paths")
+                .await?,
+            daily_visits: client
+                .prepare(&format!(
+                    "SELECT (day - DATE '1970-01-01')::int8, visits FROM daily_visits
+                     WHERE {DAY_RANGE} AND visits <> 0 ORDER BY day"
+                ))
+                .await?,
+            first_day: client
+                .prepare(
+                    "SELECT (min(day) - DATE '1970-01-01')::int8 FROM daily_visits
+                     WHERE scope = $1 AND visits <> 0",
+                )
+                .await?,
+            top_referrers: client
+                .prepare(&format!(
+                    "SELECT referrer, sum(visits)::int8 AS n, sum(sum(visits)) OVER ()::int8
+                     FROM daily_referrers WHERE {DAY_RANGE}
+                     GROUP BY referrer HAVING sum(visits) > 0
+                     ORDER BY n DESC, referrer LIMIT $4"
+                ))
+                .await?,
+            spent_time_histogram: client
+                .prepare(&format!(
+                    "SELECT bucket, sum(visits)::int8 FROM daily_spent_time WHERE {DAY_RANGE}
+                     GROUP BY bucket HAVING sum(visits) > 0 ORDER BY bucket"
+                ))
                 .await?,
         })
     }

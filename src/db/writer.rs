@@ -149,13 +149,13 @@ async fn write_visits<'a>(
     match insert_batch(conn, visits.clone()).await {
         Ok(ids) => ids.into_iter().map(stored).collect(),
         Err(error) if classify(&error) == WriteError::Refused && visits.len() > 1 => {
-            tracing::warn!(%error, "a batch of visits was refused; writing its rows one by one");
+            tracing::warn!(error = %crate::logging::Chain(&error), "a batch of visits was refused; writing its rows one by one");
             let mut outcomes = Vec::with_capacity(visits.len());
             for visit in visits {
                 let outcome = match insert_batch(conn, std::iter::once(visit)).await {
                     Ok(ids) => stored(ids[0]),
                     Err(error) => {
-                        tracing::error!(%error, path_id = visit.path_id, "the database refused a visit");
+                        tracing::error!(error = %crate::logging::Chain(&error), path_id = visit.path_id, "the database refused a visit");
                         Err(classify(&error))
                     }
                 };
@@ -164,7 +164,7 @@ async fn write_visits<'a>(
             outcomes
         }
         Err(error) => {
-            tracing::warn!(%error, visits = visits.len(), "could not write visits");
+            tracing::warn!(error = %crate::logging::Chain(&error), visits = visits.len(), "could not write visits");
             vec![classify(&error); visits.len()]
                 .into_iter()
                 .map(Err)
@@ -234,7 +234,7 @@ async fn write_spent_times(
         .await
         .map(drop)
         .map_err(|error| {
-            tracing::warn!(%error, "could not write spent times");
+            tracing::warn!(error = %crate::logging::Chain(&error), "could not write spent times");
             classify(&error)
         })
 }

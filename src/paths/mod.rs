@@ -215,7 +215,7 @@ impl Registry {
             .query_one(&conn.statements.insert_path, &[&path])
             .await
             .map_err(|error| {
-                tracing::warn!(%error, "could not store a new path");
+                tracing::warn!(error = %crate::logging::Chain(&error), "could not store a new path");
                 Refusal::Unavailable("database unavailable".into())
             })?;
         let id: i32 = row.get(0);
