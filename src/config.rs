@@ -66,6 +66,8 @@ const SETTINGS: &[Setting] = &[
         Kind::Integer,
         Default::Value("5000"),
     ),
+    setting("client_timeout_ms", Kind::Integer, Default::Value("30000")),
+    setting("request_timeout_ms", Kind::Integer, Default::Value("10000")),
 ];
 
 #[derive(Clone)]
@@ -84,6 +86,10 @@ pub struct Config {
     pub max_paths: u32,
     pub max_connections: u32,
     pub path_check_timeout: Duration,
+    /// A client must send a request head, and accept response bytes, within this time.
+    pub client_timeout: Duration,
+    /// Longest a handler may work on a request before answering 503.
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -131,6 +137,8 @@ impl fmt::Debug for Config {
             .field("max_paths", &self.max_paths)
             .field("max_connections", &self.max_connections)
             .field("path_check_timeout", &self.path_check_timeout)
+            .field("client_timeout", &self.client_timeout)
+            .field("request_timeout", &self.request_timeout)
             .finish()
     }
 }
@@ -612,6 +620,16 @@ impl Raw {
                 "path_check_timeout_ms",
                 1,
                 60_000,
+            )?),
+            client_timeout: Duration::from_millis(self.integer_in(
+                "client_timeout_ms",
+                100,
+                3_600_000,
+            )?),
+            request_timeout: Duration::from_millis(self.integer_in(
+                "request_timeout_ms",
+                100,
+                600_000,
             )?),
         })
     }

@@ -1,6 +1,7 @@
 //! The whole route table, and dispatch from a matched route to its handler.
 
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
+
 use hyper::{Method, Request, Response, StatusCode};
 use matchit::Router;
 
@@ -13,6 +14,8 @@ use crate::{api, counting, dashboard};
 
 /// Longest request target (path and query) we read; beyond it the answer is 414.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest request body accepted (the script sends none; `sendBeacon` may send an empty one).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -115,6 +118,11 @@ pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
         > MAX_URI_BYTES
     {
         return HttpError::new(StatusCode::URI_TOO_LONG, "request target too long").into_response();
+    }
+    // No endpoint reads a body; a large one is refused rather than left to trickle in.
+    if request.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            .into_response();
     }
     let Some((route, params)) = app.routes.at(request.uri().path()) else {
         return HttpError::not_found("not found").into_response();

@@ -1,26 +1,31 @@
 //! The accept loop: one hyper HTTP/1 connection per TCP stream, with the limits that keep a
 //! small server alive under hostile clients, and graceful shutdown.
+//!
+//! Limits: a cap on connections (excess clients wait in the kernel's backlog), a time limit
+//! for each request head (`client_timeout`: slow-header clients are cut off), the same limit
+//! on a client that stops accepting response bytes (slow readers), a size limit on heads and
+//! their number of headers (431), and a deadline for handlers (`request_timeout`, then 503).
 
 use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use crate::App;
 use crate::http::HttpError;
 use crate::routes;
 
-/// A client must send a complete request head within this time, also between keep-alive
-/// requests; slow-header (slowloris) clients are cut off instead of holding a connection.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest a handler may take before the client gets a 503 (streamed bodies excepted).
-pub const HANDLER_DEADLINE: Duration = Duration::from_secs(10);
 /// Largest request head hyper buffers; beyond it the answer is 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
@@ -32,11 +37,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Also bounds the wait between keep-alive requests.
+        .header_read_timeout(app.config.client_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
+        // max_buf_size only bounds a head that arrives in pieces; this bounds it whole.
+        .max_header_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS);
 
     let connection_slots = Arc::new(Semaphore::new(app.config.max_connections as usize));
+    let (request_timeout, client_timeout) = (app.config.request_timeout, app.config.client_timeout);
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -65,7 +74,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             let app = app.clone();
             async move {
                 let response =
-                    tokio::time::timeout(HANDLER_DEADLINE, routes::dispatch(&app, request))
+                    tokio::time::timeout(request_timeout, routes::dispatch(&app, request))
                         .await
                         .unwrap_or_else(|_| {
                             HttpError::unavailable("request timed out").into_response()
@@ -73,7 +82,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful.watch(builder.serve_connection(
+            TokioIo::new(StallGuard::new(stream, client_timeout)),
+            service,
+        ));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(error = %crate::logging::Chain(&error), "connection ended with an error");
@@ -92,5 +104,97 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("some connections did not finish in time; closing them");
+    }
+}
+
+/// Fails writes that make no progress for `limit`, so a client that stops reading cannot
+/// hold a connection (and whatever feeds it, such as a history stream) forever. A client
+/// that reads slowly but steadily is never cut off.
+struct StallGuard<T> {
+    inner: T,
+    limit: Duration,
+    stalled_since: Option<Pin<Box<Sleep>>>,
+}
+
+impl<T> StallGuard<T> {
+    fn new(inner: T, limit: Duration) -> StallGuard<T> {
+        StallGuard {
+            inner,
+            limit,
+            stalled_since: None,
+        }
+    }
+
+    /// Called when the inner write is pending: errors once the stall has lasted too long.
+    fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let limit = self.limit;
+        let deadline = self
+            .stalled_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StallGuard<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, data) {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled_since = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, data) {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled_since = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled_since = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

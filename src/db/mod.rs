@@ -63,7 +63,11 @@ impl ConnectOptions {
             .options(format!("-c search_path={SCHEMA}"))
             .connect_timeout(Duration::from_secs(5))
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30));
+            // A vanished server (power loss, a cut network) is noticed within about a minute.
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
+
         ConnectOptions { pg, utc_offset }
     }
 

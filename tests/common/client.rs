@@ -63,18 +63,20 @@ impl<'a> RequestSpec<'a> {
 
 /// Sends one request and reads the whole response; fails the test after 30 s.
 pub async fn send(addr: SocketAddr, spec: RequestSpec<'_>) -> Reply {
-    tokio::time::timeout(Duration::from_secs(30), send_inner(addr, spec))
+    tokio::time::timeout(Duration::from_secs(30), try_send(addr, spec))
         .await
         .expect("the request did not complete within 30 s")
+        .unwrap_or_else(|e| panic!("request to {addr} failed: {e}"))
 }
 
-async fn send_inner(addr: SocketAddr, spec: RequestSpec<'_>) -> Reply {
+/// Like [`send`], but a connection failure is an `Err` (for servers that may be going away).
+pub async fn try_send(addr: SocketAddr, spec: RequestSpec<'_>) -> Result<Reply, String> {
     let stream = TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("HTTP handshake");
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(connection);
     let mut request = Request::builder()
         .method(spec.method)
@@ -87,20 +89,28 @@ async fn send_inner(addr: SocketAddr, spec: RequestSpec<'_>) -> Reply {
     let response = sender
         .send_request(request)
         .await
-        .expect("send the request");
+        .map_err(|e| format!("send: {e}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .expect("read the body")
+        .map_err(|e| format!("body: {e}"))?
         .to_bytes();
-    Reply {
+    Ok(Reply {
         status,
         headers,
         body,
-    }
+    })
+}
+
+pub async fn try_get(addr: SocketAddr, target: &str) -> Result<Reply, String> {
+    try_send(addr, RequestSpec::new(Method::GET, target)).await
+}
+
+pub async fn try_post(addr: SocketAddr, target: &str) -> Result<Reply, String> {
+    try_send(addr, RequestSpec::new(Method::POST, target)).await
 }
 
 pub async fn get(addr: SocketAddr, target: &str) -> Reply {

@@ -123,6 +123,36 @@ impl PgCluster {
         );
     }
 
+    /// Freezes every server process (SIGSTOP): connections stay open but nothing answers,
+    /// like a database host that hangs.
+    pub fn pause(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Thaws the processes frozen by [`PgCluster::pause`].
+    pub fn resume(&self) {
+        self.signal_all("-CONT");
+    }
+
+    fn signal_all(&self, signal: &str) {
+        let pid_file =
+            fs::read_to_string(self.data.join("postmaster.pid")).expect("postmaster.pid");
+        let postmaster = pid_file
+            .lines()
+            .next()
+            .expect("the pid line")
+            .trim()
+            .to_string();
+        // The postmaster first, so it cannot start a new backend in between.
+        run(
+            Command::new("kill").args([signal, &postmaster]),
+            "signal the postmaster",
+        );
+        let _ = Command::new("pkill")
+            .args([signal, "-P", &postmaster])
+            .status();
+    }
+
     /// Starts the server again after [`PgCluster::stop`].
     pub fn restart(&self) {
         self.start_server();
