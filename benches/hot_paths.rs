@@ -1,22 +1,333 @@
-//! Criterion benches for the request hot paths. Inputs are built outside the timed loops.
+//! Criterion benches for the hot paths. Inputs are built outside the timed loops, and each
+//! group includes the hostile inputs a public endpoint has to expect.
+//!
+//! `cargo bench --bench hot_paths` measures; `cargo test --benches` (run by CI) executes
+//! every bench once so none can rot.
 
 use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use oxitraffic::api;
+use oxitraffic::config::{Origin, UtcOffset};
+use oxitraffic::dashboard::chart::{self, Bar};
+use oxitraffic::dashboard::html::Html;
+use oxitraffic::dashboard::render::{self, Context, IndexData, Pages, Referrers, StatsData};
+use oxitraffic::dashboard::spent::Histogram;
+use oxitraffic::paths::check::PathChecker;
+use oxitraffic::paths::{Registry, normalize};
+use oxitraffic::query;
 use oxitraffic::routes::Routes;
+use oxitraffic::script::Script;
+use oxitraffic::slots::{Pending, Slots, Token};
 
-fn route_matching(c: &mut Criterion) {
+const CONTEXT: Context = Context {
+    site: "https://example.org",
+    base_url: "https://t.example.org",
+    min_delay_secs: 19,
+};
+const BOUNDS: [i32; 14] = [
+    0, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600,
+];
+
+fn routing(c: &mut Criterion) {
     let routes = Routes::new();
     let mut group = c.benchmark_group("routes");
-    group.bench_function("hit", |b| {
-        b.iter(|| routes.at(black_box("/health")).is_some())
+    group.bench_function("register", |b| {
+        b.iter(|| routes.at(black_box("/register")).is_some())
     });
-    let miss = format!("/{}", "a/".repeat(200));
+    group.bench_function("page_left", |b| {
+        b.iter(|| {
+            routes
+                .at(black_box("/page-left/9007199254740991/120"))
+                .is_some()
+        })
+    });
+    let miss = format!("/{}", "a/".repeat(2000));
     group.bench_function("long_miss", |b| {
         b.iter(|| routes.at(black_box(&miss)).is_none())
     });
     group.finish();
 }
 
-criterion_group!(benches, route_matching);
+fn path_normalisation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("normalize");
+    group.bench_function("plain", |b| {
+        b.iter(|| normalize::normalize(black_box("/blog/rust-vs-julia/")))
+    });
+    group.bench_function("encoded", |b| {
+        b.iter(|| normalize::normalize(black_box("/caf%C3%A9/%E2%82%AC?x=1#y")))
+    });
+    let long_escapes = format!("/{}", "%C3%A9".repeat(170));
+    group.bench_function("long_escapes", |b| {
+        b.iter(|| normalize::normalize(black_box(&long_escapes)))
+    });
+    let too_long = format!("/{}", "%41".repeat(5000));
+    group.bench_function("rejected_too_long", |b| {
+        b.iter(|| normalize::normalize(black_box(&too_long)).is_err())
+    });
+    let dots = format!("{}/../x", "/a".repeat(400));
+    group.bench_function("rejected_dot_segment", |b| {
+        b.iter(|| normalize::normalize(black_box(&dots)).is_err())
+    });
+    group.bench_function("query_param", |b| {
+        b.iter(|| query::param(black_box(Some("path=%2Fblog%2Frust-vs-julia%2F")), "path").unwrap())
+    });
+    let many_params = "x=1&".repeat(1000) + "path=%2F";
+    group.bench_function("query_param_many", |b| {
+        b.iter(|| query::param(black_box(Some(&many_params)), "path"))
+    });
+    group.finish();
+}
+
+fn tokens_and_slots(c: &mut Criterion) {
+    let mut group = c.benchmark_group("slots");
+    group.bench_function("token_parse", |b| {
+        b.iter(|| Token::parse(black_box("6986393944260608")))
+    });
+    group.bench_function("token_parse_garbage", |b| {
+        b.iter(|| Token::parse(black_box("69863939442606081234567")))
+    });
+
+    let slots = Slots::new(1 << 16);
+    let pending = Pending {
+        path_id: 7,
+        registered_at: 100,
+    };
+    group.bench_function("register", |b| {
+        b.iter(|| slots.register(black_box(pending)).unwrap())
+    });
+    group.bench_function("register_claim_count", |b| {
+        b.iter(|| {
+            let token = slots.register(pending).unwrap();
+            slots.claim(token, 1_000, 190).unwrap().counted(42);
+            slots.counted_visit(token)
+        })
+    });
+    group.bench_function("claim_unknown", |b| {
+        b.iter(|| {
+            slots
+                .claim(black_box(Token::parse("12345").unwrap()), 1_000, 0)
+                .is_err()
+        })
+    });
+
+    // Two threads (the machine's cores) registering and counting on the same small array,
+    // so they collide on slots and on the ticket counter.
+    let shared = Arc::new(Slots::new(64));
+    group.bench_function("contended_2_threads", |b| {
+        b.iter_custom(|iterations| {
+            let barrier = Arc::new(Barrier::new(2));
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (slots, barrier) = (shared.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let started = Instant::now();
+                        for _ in 0..iterations {
+                            if let Ok(token) = slots.register(pending)
+                                && let Ok(claim) = slots.claim(token, 1_000, 0)
+                            {
+                                claim.counted(1);
+                            }
+                        }
+                        started.elapsed()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .max()
+                .unwrap_or(Duration::ZERO)
+        })
+    });
+    group.finish();
+}
+
+fn registry(c: &mut Criterion) {
+    let checker = PathChecker::new(
+        Origin::parse("http://127.0.0.1:9").unwrap(),
+        Duration::from_secs(1),
+    );
+    let registry = Registry::new(checker, 100_000);
+    let paths: Vec<String> = (0..10_000).map(|i| format!("/blog/post-{i}")).collect();
+    registry.remember(
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_str(), i as i32 + 1)),
+    );
+    let mut group = c.benchmark_group("registry");
+    group.bench_function("lookup_known_of_10k", |b| {
+        b.iter(|| registry.lookup(black_box("/blog/post-7777")))
+    });
+    group.bench_function("lookup_unknown", |b| {
+        b.iter(|| registry.lookup(black_box("/made/up/path")))
+    });
+    group.finish();
+}
+
+fn script(c: &mut Criterion) {
+    let script = Script::new("https://t.example.org", 19);
+    let fresh = HeaderMap::new();
+    let mut revalidating = HeaderMap::new();
+    let etag = script.respond(&fresh).headers()[header::ETAG].clone();
+    revalidating.insert(header::IF_NONE_MATCH, etag);
+    let mut group = c.benchmark_group("count_js");
+    group.bench_function("full", |b| b.iter(|| script.respond(black_box(&fresh))));
+    group.bench_function("not_modified", |b| {
+        b.iter(|| script.respond(black_box(&revalidating)))
+    });
+    let mut junk = HeaderMap::new();
+    let many_tags = (0..200)
+        .map(|i| format!("\"{i:016x}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    junk.insert(
+        header::IF_NONE_MATCH,
+        HeaderValue::from_str(&many_tags).unwrap(),
+    );
+    group.bench_function("many_etags", |b| {
+        b.iter(|| script.respond(black_box(&junk)))
+    });
+    group.finish();
+}
+
+fn year_series() -> Vec<(i64, i64)> {
+    (0..365).map(|d| (19_500 + d, (d * 7919) % 400)).collect()
+}
+
+fn dashboard(c: &mut Criterion) {
+    let pages = Pages::new();
+    let mut group = c.benchmark_group("dashboard");
+
+    let paths: Vec<(String, i64)> = (0..10_000)
+        .map(|i| (format!("/blog/{i}/a-post-title"), 10_000 - i))
+        .collect();
+    let index = IndexData {
+        total_visits: 1_000_000,
+        path_count: 10_000,
+        series: year_series()[..30].to_vec(),
+        histogram: Histogram::from_counts((0..14).map(|b| (b, 1000 + i64::from(b) * 10)), &BOUNDS),
+        referrers: Referrers {
+            top: (0..20)
+                .map(|i| (format!("https://r{i}.example/"), 100 - i))
+                .collect(),
+            total: 5000,
+        },
+    };
+    group.bench_function("index_10k_paths", |b| {
+        b.iter(|| {
+            let (before, after) = pages.index(&CONTEXT, &index);
+            let mut rows = Html::with_capacity(1 << 20);
+            render::path_rows(&mut rows, paths.iter().map(|(p, v)| (p.as_str(), *v)));
+            before.len() + rows.len() + after.len()
+        })
+    });
+
+    let stats = StatsData {
+        path: "/blog/rust-vs-julia".into(),
+        range: render::RANGES[3],
+        total_visits: 73_000,
+        series: year_series(),
+        histogram: Histogram::from_counts((0..14).map(|b| (b, 1000 + i64::from(b) * 10)), &BOUNDS),
+        referrers: Referrers {
+            top: (0..20)
+                .map(|i| (format!("https://r{i}.example/<&>"), 100 - i))
+                .collect(),
+            total: 5000,
+        },
+    };
+    group.bench_function("stats_one_year", |b| {
+        b.iter(|| pages.stats(&CONTEXT, black_box(&stats)).len())
+    });
+
+    let bars: Vec<Bar> = year_series()
+        .into_iter()
+        .map(|(day, visits)| Bar {
+            label: format!("d{day}"),
+            tooltip: format!("{day}: {visits} visits"),
+            value: visits,
+        })
+        .collect();
+    group.bench_function("svg_chart_365_bars", |b| {
+        b.iter(|| {
+            chart::bar_chart(
+                "c",
+                chart::WIDE,
+                "Visits",
+                "a year",
+                black_box(&bars),
+                "none",
+            )
+            .len()
+        })
+    });
+    let hostile = "<script>\"'&".repeat(100);
+    group.bench_function("escape_hostile_text", |b| {
+        b.iter(|| {
+            let mut out = Html::new();
+            out.text(black_box(&hostile));
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+fn history(c: &mut Criterion) {
+    let mut group = c.benchmark_group("api");
+    let offset = UtcOffset::from_minutes(120);
+    group.bench_function("history_10k_visits", |b| {
+        b.iter_batched_ref(
+            || String::with_capacity(1 << 20),
+            |out| {
+                for i in 0..10_000i64 {
+                    let referrer = if i % 3 == 0 {
+                        Some("https://news.example/item")
+                    } else {
+                        None
+                    };
+                    api::push_visit(
+                        out,
+                        1_706_450_591 + i * 37,
+                        referrer,
+                        Some((i % 900) as i32),
+                        offset,
+                    );
+                    out.push(',');
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("counts_10k_paths", |b| {
+        let paths: Vec<String> = (0..10_000)
+            .map(|i| format!("/blog/{i}/\"title\""))
+            .collect();
+        b.iter_batched_ref(
+            || String::with_capacity(1 << 20),
+            |out| {
+                for (i, path) in paths.iter().enumerate() {
+                    api::push_count(out, path, i as i64);
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    routing,
+    path_normalisation,
+    tokens_and_slots,
+    registry,
+    script,
+    dashboard,
+    history
+);
 criterion_main!(benches);

@@ -12,6 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode, Uri};
 
 use crate::App;
+use crate::config::UtcOffset;
 use crate::db::Unavailable;
 use crate::http::{self, Body, Chunks, HttpError};
 use crate::paths::normalize;
@@ -64,9 +65,97 @@ async fn find_path(app: &App, path: &str) -> Result<(i32, i64), HttpError> {
     Ok((row.get(0), row.get(1)))
 }
 
-/// Appends `value` as a JSON string.
+/// Appends `value` as a JSON string: quotes, backslashes and control characters escaped,
+/// everything else (valid UTF-8 already) copied as it is.
 fn push_json_string(out: &mut String, value: &str) {
-    out.push_str(&serde_json::to_string(value).expect("a string serialises"));
+    out.push('"');
+    let mut rest = value;
+    while let Some(position) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+        out.push_str(&rest[..position]);
+        let c = rest.as_bytes()[position];
+        match c {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(HEX[usize::from(c >> 4)] as char);
+                out.push(HEX[usize::from(c & 15)] as char);
+            }
+        }
+        rest = &rest[position + 1..];
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// Appends `{"path":…,"count":…}`.
+pub fn push_count(out: &mut String, path: &str, count: i64) {
+    out.push_str("{\"path\":");
+    push_json_string(out, path);
+    out.push_str(",\"count\":");
+    out.push_str(itoa_i64(count).as_str());
+    out.push('}');
+}
+
+/// Appends one visit of a history.
+pub fn push_visit(
+    out: &mut String,
+    registered_at: i64,
+    referrer: Option<&str>,
+    spent: Option<i32>,
+    offset: UtcOffset,
+) {
+    out.push_str("{\"registered_at\":\"");
+    time::write_rfc3339(out, registered_at, offset);
+    out.push_str("\",\"referrer\":");
+    match referrer {
+        Some(referrer) => push_json_string(out, referrer),
+        None => out.push_str("null"),
+    }
+    out.push_str(",\"spent_time_seconds\":");
+    match spent {
+        Some(seconds) => out.push_str(itoa_i64(seconds.into()).as_str()),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+}
+
+/// Formats without going through `fmt` machinery's allocation: a stack buffer.
+fn itoa_i64(value: i64) -> StackDigits {
+    let mut digits = StackDigits {
+        buf: [0; 20],
+        start: 20,
+    };
+    let negative = value < 0;
+    let mut rest = value.unsigned_abs();
+    loop {
+        digits.start -= 1;
+        digits.buf[digits.start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative {
+        digits.start -= 1;
+        digits.buf[digits.start] = b'-';
+    }
+    digits
+}
+
+struct StackDigits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl StackDigits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("ASCII digits")
+    }
 }
 
 /// `GET /api/counts`: `[{"path": "/", "count": 12}, …]`, most visited first.
@@ -87,11 +176,7 @@ pub async fn counts(app: &App) -> Result<Response<Body>, HttpError> {
             if index > 0 {
                 out.push(',');
             }
-            out.push_str("{\"path\":");
-            push_json_string(out, path);
-            out.push_str(",\"count\":");
-            out.push_str(&count.to_string());
-            out.push('}');
+            push_count(out, path, count);
             if chunks.flush_if_full().await.is_err() {
                 return;
             }
@@ -155,7 +240,7 @@ enum Stop {
 
 async fn write_history(
     rows: tokio_postgres::RowStream,
-    offset: crate::config::UtcOffset,
+    offset: UtcOffset,
     chunks: &mut Chunks,
 ) -> Result<(), Stop> {
     let mut rows = std::pin::pin!(rows);
@@ -179,21 +264,54 @@ async fn write_history(
             out.push(',');
         }
         first = false;
-        out.push_str("{\"registered_at\":\"");
-        time::write_rfc3339(out, time::unix_seconds(registered_at), offset);
-        out.push_str("\",\"referrer\":");
-        match referrer {
-            Some(referrer) => push_json_string(out, referrer),
-            None => out.push_str("null"),
-        }
-        out.push_str(",\"spent_time_seconds\":");
-        match spent {
-            Some(seconds) => out.push_str(&seconds.to_string()),
-            None => out.push_str("null"),
-        }
-        out.push('}');
+        push_visit(
+            out,
+            time::unix_seconds(registered_at),
+            referrer,
+            spent,
+            offset,
+        );
         chunks.flush_if_full().await.map_err(|_| Stop::ClientGone)?;
     }
     chunks.buf().push_str("]}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visits_and_counts_are_valid_json() {
+        let mut out = String::new();
+        push_visit(
+            &mut out,
+            1_706_450_591,
+            Some("https://e.example/\"\u{2028}"),
+            Some(42),
+            UtcOffset::from_minutes(120),
+        );
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(value["registered_at"], "2024-01-28T16:03:11+02:00");
+        assert_eq!(value["referrer"], "https://e.example/\"\u{2028}");
+        out.clear();
+        push_json_string(&mut out, "a\\b\"c\n\u{1}é");
+        assert_eq!(
+            serde_json::from_str::<String>(&out).unwrap(),
+            "a\\b\"c\n\u{1}é"
+        );
+        assert_eq!(value["spent_time_seconds"], 42);
+        out.clear();
+        push_visit(&mut out, 0, None, None, UtcOffset::default());
+        assert_eq!(
+            out,
+            r#"{"registered_at":"1970-01-01T00:00:00+00:00","referrer":null,"spent_time_seconds":null}"#
+        );
+        out.clear();
+        push_count(&mut out, "/a\"b", i64::MIN);
+        assert_eq!(out, r#"{"path":"/a\"b","count":-9223372036854775808}"#);
+        for n in [0, 7, -7, 1234567890, i64::MAX] {
+            assert_eq!(itoa_i64(n).as_str(), n.to_string());
+        }
+    }
 }
