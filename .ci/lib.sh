@@ -44,6 +44,33 @@ ensure_postgres() {
     [ -n "$(pg_bindir)" ] || { echo "error: PostgreSQL server binaries not found after installing" >&2; return 1; }
 }
 
+# Chromium for the browser test (tests/browser.rs); OXITRAFFIC_TEST_CHROMIUM names another one.
+ensure_chromium() {
+    local chromium=${OXITRAFFIC_TEST_CHROMIUM:-/usr/bin/chromium}
+    [ -x "$chromium" ] || apt_install chromium
+    [ -x "$chromium" ] || { echo "error: no Chromium at $chromium after installing" >&2; return 1; }
+}
+
+# Node.js, npm and the locked npm packages of tests/browser (playwright-core, which drives
+# Chromium). npm ci runs when node_modules is missing or older than package(-lock).json.
+ensure_browser_deps() {
+    command -v node >/dev/null 2>&1 || apt_install nodejs npm
+    command -v npm >/dev/null 2>&1 || apt_install npm
+    # playwright-core's own minimum (its package.json "engines").
+    local major
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    if [ "$major" -lt 20 ]; then
+        echo "error: the browser test needs Node.js 20 or newer, found $(node --version)" >&2
+        return 1
+    fi
+    local dir=tests/browser installed=tests/browser/node_modules/.package-lock.json
+    if [ ! -f "$installed" ] || [ "$dir/package-lock.json" -nt "$installed" ] \
+        || [ "$dir/package.json" -nt "$installed" ]; then
+        echo "installing the npm packages of $dir" >&2
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
 # Runs a PostgreSQL tool as the user that owns the cluster (postgres when we are root).
 _pg() {
     local tool=$1

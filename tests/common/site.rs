@@ -21,6 +21,8 @@ struct Behaviour {
     /// Answer 200 to every path, like a catch-all single-page app.
     every_path_exists: bool,
     redirects: HashMap<String, String>,
+    /// Pages served as given, without the script tag (other sites in the browser test).
+    raw_pages: HashMap<String, String>,
     delay: Duration,
     tracker_url: String,
     /// Request targets (path and query) in the order received.
@@ -100,6 +102,16 @@ impl Site {
             .unwrap()
             .pages
             .insert(path.to_string());
+        self
+    }
+
+    /// Serves `html` as it is at `path`.
+    pub fn add_raw_page(&self, path: &str, html: &str) -> &Site {
+        self.behaviour
+            .lock()
+            .unwrap()
+            .raw_pages
+            .insert(path.to_string(), html.to_string());
         self
     }
 
@@ -193,12 +205,13 @@ async fn answer(
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_default();
     let path = request.uri().path().to_string();
-    let (delay, redirect, exists, tracker_url) = {
+    let (delay, redirect, raw, exists, tracker_url) = {
         let mut state = behaviour.lock().unwrap();
         state.requests.push(target);
         (
             state.delay,
             state.redirects.get(&path).cloned(),
+            state.raw_pages.get(&path).cloned(),
             state.every_path_exists || state.pages.contains(&path),
             state.tracker_url.clone(),
         )
@@ -211,6 +224,10 @@ async fn answer(
             .status(302)
             .header("location", location)
             .body(Full::default())
+    } else if let Some(html) = raw {
+        Response::builder()
+            .header("content-type", "text/html; charset=utf-8")
+            .body(Full::new(Bytes::from(html)))
     } else if exists {
         Response::builder()
             .header("content-type", "text/html; charset=utf-8")
