@@ -7,11 +7,13 @@ INSERT INTO paths (path) SELECT '/' UNION ALL SELECT '/page/' || i FROM generate
 ON CONFLICT DO NOTHING;
 DO $$
 DECLARE
+    home integer := (SELECT id FROM paths WHERE path = '/');
+    pages integer[] := ARRAY(SELECT id FROM paths WHERE path LIKE '/page/%' ORDER BY id);
     batch integer;
 BEGIN
     FOR batch IN 0..11 LOOP
         INSERT INTO visits (path_id, registered_at, referrer, spent_time_seconds, token)
-        SELECT CASE WHEN batch < 10 THEN 1 ELSE 2 + (i * 7919) % 9999 END,
+        SELECT CASE WHEN batch < 10 THEN home ELSE pages[1 + (i * 7919) % array_length(pages, 1)] END,
                now() - ((i * 104729) % (365 * 86400)) * interval '1 second',
                CASE i % 5 WHEN 0 THEN 'https://news.example/item' WHEN 1 THEN 'https://search.example/'
                           WHEN 2 THEN 'https://social.example/post/' || (i % 50) ELSE NULL END,

@@ -219,7 +219,8 @@ impl Slots {
             .map(Pending::unpack)
             .ok_or(ClaimError::NotFound)?;
         let due = u64::from(pending.registered_at) + u64::from(min_delay);
-        if u64::from(now) < due {
+        // No delay means no wait at all, not "wait for the registration's tick to round up".
+        if min_delay > 0 && u64::from(now) < due {
             return Err(ClaimError::TooEarly {
                 wait_ticks: (due - u64::from(now)) as u32,
             });
@@ -339,6 +340,14 @@ mod tests {
             Some(ClaimError::NotFound),
             "already counted"
         );
+    }
+
+    #[test]
+    fn without_a_delay_a_visit_counts_at_once() {
+        let slots = Slots::new(16);
+        let token = slots.register(PATH).unwrap();
+        // Registered at tick 1000 (rounded up); now is still tick 999.
+        assert!(slots.claim(token, 999, 0).is_ok());
     }
 
     #[test]
