@@ -1,32 +1,32 @@
 -- A realistic mix, as count.js does it: register a visit, count it (post-sleep), report the
--- time on page (page-left). Run with min_delay_secs = 0 so the visit can count at once.
--- wrk gives each thread one Lua state shared by its connections and does not say which
--- request a response answers, so tokens travel through queues: a registered token is
--- counted by the next request the thread sends, a counted one is reported next.
+-- time on page (page-left), then start over. Run with min_delay_secs = 0 so a visit can count
+-- at once, and with one connection per wrk thread: each thread's Lua state then sees its
+-- requests and responses strictly in turn, so the token of a response belongs to this
+-- visitor.
 dofile(os.getenv("WRK_REPORT") or "benches/wrk/report.lua")
 
-local registered, counting = {}, {}
+local step, token = "register", nil
 counted, failed = 0, 0
 
 request = function()
-  if #counting > 0 then
-    return wrk.format("POST", "/page-left/" .. table.remove(counting, 1) .. "/42")
-  elseif #registered > 0 then
-    local token = table.remove(registered, 1)
-    table.insert(counting, token)
+  if step == "post-sleep" then
     return wrk.format("POST", "/post-sleep/" .. token .. "?referrer=https%3A%2F%2Fnews.example%2F")
-  else
-    return wrk.format("GET", "/register?path=%2F")
+  elseif step == "page-left" then
+    return wrk.format("POST", "/page-left/" .. token .. "/42")
   end
+  return wrk.format("GET", "/register?path=%2F")
 end
 
 response = function(status, headers, body)
   if status ~= 200 then
     failed = failed + 1
-  elseif body:match("^%d+$") then
-    table.insert(registered, body)
-  elseif body == "counted\n" then
-    counted = counted + 1
+    step = "register"
+  elseif step == "register" then
+    token, step = body, "post-sleep"
+  elseif step == "post-sleep" then
+    counted, step = counted + 1, "page-left"
+  else
+    step = "register"
   end
 end
 
