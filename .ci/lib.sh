@@ -71,6 +71,18 @@ ensure_browser_deps() {
     fi
 }
 
+# What tests/container.rs needs to build and run the image: buildah (chroot isolation and vfs
+# storage: no daemon, no registry, no overlay filesystem), iproute2 for the container's network
+# namespace, openssl for its test certificates, and the CA bundle the image copies.
+ensure_container_tools() {
+    local missing=()
+    command -v buildah >/dev/null 2>&1 || missing+=(buildah)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+    [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
 # Runs a PostgreSQL tool as the user that owns the cluster (postgres when we are root).
 _pg() {
     local tool=$1

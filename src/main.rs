@@ -2,11 +2,45 @@ use std::process::ExitCode;
 
 use oxitraffic::{config, logging};
 
+mod healthcheck;
+
+const USAGE: &str = "\
+usage: oxitraffic              run the server (configured by the file named by
+                               OXITRAFFIC_CONFIG_FILE and OXITRAFFIC_* variables)
+       oxitraffic healthcheck  exit 0 if the configured server's /health answers 200, else 1";
+
 fn main() -> ExitCode {
+    // Arguments select what to do; everything else is configuration, read the same way by
+    // both commands.
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let healthcheck = match args.as_slice() {
+        [] => false,
+        [arg] if arg == "healthcheck" => true,
+        [arg] if arg == "--help" || arg == "-h" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        [..] => {
+            let args: Vec<_> = args.iter().map(|arg| arg.to_string_lossy()).collect();
+            eprintln!(
+                "oxitraffic: unexpected arguments `{}`\n{USAGE}",
+                args.join(" ")
+            );
+            return ExitCode::from(2);
+        }
+    };
     let env = match environment() {
         Ok(env) => env,
         Err(message) => return fail(&message),
     };
+    if healthcheck {
+        healthcheck::main(env)
+    } else {
+        serve(env)
+    }
+}
+
+fn serve(env: Vec<(String, String)>) -> ExitCode {
     let rust_log = env
         .iter()
         .find(|(k, _)| k == "RUST_LOG")

@@ -149,12 +149,20 @@ impl Tracker {
             .status()
             .unwrap();
         assert!(status.success(), "kill -TERM failed");
-        wait_with_timeout(&mut self.child, within).unwrap_or_else(|| {
+        let status = wait_with_timeout(&mut self.child, within).unwrap_or_else(|| {
             panic!(
                 "the tracker did not exit within {within:?}; logs:\n{}",
                 self.logs()
             )
-        })
+        });
+        // The process is gone, but the threads copying its output may not have read the
+        // last lines yet: wait until both pipes are drained, so logs() is complete.
+        let (lock, drained) = &*self.output;
+        let mut state = lock.lock().unwrap();
+        while !state.closed {
+            state = drained.wait(state).unwrap();
+        }
+        status
     }
 }
 
