@@ -94,17 +94,22 @@ async fn load_paths_on_connect(app: Arc<App>) {
             return;
         }
         let Ok(conn) = app.db.reads() else { continue };
-        match conn.client.query(&conn.statements.all_paths, &[]).await {
-            Ok(rows) => {
-                app.registry.remember(
-                    rows.iter()
-                        .map(|row| (row.get::<_, &str>(1), row.get::<_, i32>(0))),
-                );
-                tracing::info!(paths = app.registry.len(), "loaded known paths");
-            }
+        match load_paths(&app, &conn).await {
+            Ok(()) => tracing::info!(paths = app.registry.len(), "loaded known paths"),
             Err(error) => {
                 tracing::warn!(error = %crate::logging::Chain(&error), "could not load the known paths")
             }
         }
     }
+}
+
+/// Reads the paths row by row, so a site with many paths never holds them all as rows.
+async fn load_paths(app: &App, conn: &db::Conn) -> Result<(), tokio_postgres::Error> {
+    let rows = conn.client.query_raw(&conn.statements.all_paths, std::iter::empty::<i32>()).await?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(row) = std::future::poll_fn(|cx| futures_core::Stream::poll_next(rows.as_mut(), cx)).await {
+        let row = row?;
+        app.registry.remember([(row.get::<_, &str>(1), row.get::<_, i32>(0))]);
+    }
+    Ok(())
 }
