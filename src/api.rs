@@ -160,18 +160,12 @@ impl StackDigits {
 
 /// `GET /api/counts`: `[{"path": "/", "count": 12}, …]`, most visited first.
 pub async fn counts(app: &App) -> Result<Response<Body>, HttpError> {
-    let conn = app.db.reads()?;
-    let rows = conn
-        .client
-        .query(&conn.statements.paths_by_visits, &[])
-        .await
-        .map_err(db_error)?;
-    drop(conn);
+    let (paths, permit) = app.all_paths().await?;
     let (response, mut chunks) = http::streamed(StatusCode::OK, http::APPLICATION_JSON);
     tokio::spawn(async move {
+        let _permit = permit;
         chunks.buf().push('[');
-        for (index, row) in rows.iter().enumerate() {
-            let (path, count): (&str, i64) = (row.get(0), row.get(1));
+        for (index, (path, count)) in paths.iter().enumerate() {
             let out = chunks.buf();
             if index > 0 {
                 out.push(',');

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod db;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod paths;
 pub mod query;
 pub mod referrer;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use config::Config;
 use db::writer::{self, VisitWriter};
@@ -44,6 +45,31 @@ pub struct App {
     pub dashboard: dashboard::Pages,
     /// Permits for `/api/history` streams, each of which holds a database connection.
     pub history_streams: Arc<Semaphore>,
+    /// Permits to hold a full path list (see [`App::all_paths`]).
+    pub path_lists: Arc<Semaphore>,
+}
+
+/// Pages that list every path at once; each holds the whole list until its response is sent.
+const LIST_ALL_PATHS_AT_ONCE: usize = 2;
+
+impl App {
+    /// Every path with its visits, for `/` and `/api/counts`. Only a few lists exist at once,
+    /// so a crowd loading the dashboard waits a moment instead of multiplying memory; the
+    /// permit must be kept until the list is dropped.
+    pub async fn all_paths(&self) -> Result<(db::PathList, OwnedSemaphorePermit), http::HttpError> {
+        let permit = self
+            .path_lists
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let conn = self.db.reads()?;
+        let list = db::PathList::load(&conn).await.map_err(|error| {
+            tracing::warn!(error = %logging::Chain(&error), "could not list the paths");
+            http::HttpError::from(db::Unavailable)
+        })?;
+        Ok((list, permit))
+    }
 }
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests and
@@ -66,6 +92,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         script: script::Script::new(&config.base_url, config.min_delay_secs),
         dashboard: dashboard::Pages::new(),
         history_streams: Arc::new(Semaphore::new(api::MAX_HISTORY_STREAMS)),
+        path_lists: Arc::new(Semaphore::new(LIST_ALL_PATHS_AT_ONCE)),
         cors_origin: HeaderValue::from_str(config.tracked_origin.as_str())
             .expect("a validated origin is a valid header"),
         config,
@@ -105,11 +132,17 @@ async fn load_paths_on_connect(app: Arc<App>) {
 
 /// Reads the paths row by row, so a site with many paths never holds them all as rows.
 async fn load_paths(app: &App, conn: &db::Conn) -> Result<(), tokio_postgres::Error> {
-    let rows = conn.client.query_raw(&conn.statements.all_paths, std::iter::empty::<i32>()).await?;
+    let rows = conn
+        .client
+        .query_raw(&conn.statements.all_paths, std::iter::empty::<i32>())
+        .await?;
     let mut rows = std::pin::pin!(rows);
-    while let Some(row) = std::future::poll_fn(|cx| futures_core::Stream::poll_next(rows.as_mut(), cx)).await {
+    while let Some(row) =
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(rows.as_mut(), cx)).await
+    {
         let row = row?;
-        app.registry.remember([(row.get::<_, &str>(1), row.get::<_, i32>(0))]);
+        app.registry
+            .remember([(row.get::<_, &str>(1), row.get::<_, i32>(0))]);
     }
     Ok(())
 }

@@ -52,6 +52,9 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(oxitraffic::memory::worker_threads())
+        // Blocking threads only resolve the callback origin's host name for path checks.
+        .max_blocking_threads(4)
         .enable_all()
         .build()
     {

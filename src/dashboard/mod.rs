@@ -184,22 +184,20 @@ pub async fn index(app: &App) -> Result<Response<Body>, HttpError> {
         histogram: histogram(&conn, 0, ALL_DAYS.0, ALL_DAYS.1).await?,
         referrers: referrers(&conn, 0, first as i32, today as i32).await?,
     };
-    let paths = conn
-        .client
-        .query(&conn.statements.paths_by_visits, &[])
-        .await
-        .map_err(db_error)?;
     drop(conn);
+    let (paths, permit) = app.all_paths().await?;
     let (before, after) = app.dashboard.index(&context(app), &data);
 
     // The table can have tens of thousands of rows: stream it in chunks so memory stays
     // flat however many paths there are.
     let (response, mut chunks) = http::streamed(StatusCode::OK, http::TEXT_HTML);
     tokio::spawn(async move {
+        let _permit = permit;
         chunks.buf().push_str(before.as_str());
         let mut rows = Html::with_capacity(ROWS_PER_CHUNK * 160);
-        for batch in paths.chunks(ROWS_PER_CHUNK) {
-            render::path_rows(&mut rows, batch.iter().map(|row| (row.get(0), row.get(1))));
+        let mut remaining = paths.iter().peekable();
+        while remaining.peek().is_some() {
+            render::path_rows(&mut rows, remaining.by_ref().take(ROWS_PER_CHUNK));
             chunks.buf().push_str(&rows.take());
             if chunks.flush_if_full().await.is_err() {
                 return;

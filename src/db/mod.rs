@@ -7,6 +7,7 @@
 //! one or get [`Unavailable`] at once (a 503), so an outage cannot pile up hung requests.
 
 mod migrate;
+mod path_list;
 mod statements;
 pub mod writer;
 
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 pub use migrate::{MigrationError, Outcome as MigrationOutcome, SCHEMA, migrate};
+pub use path_list::PathList;
 pub use statements::Statements;
 
 use crate::config::{DbConfig, UtcOffset};
