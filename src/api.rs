@@ -4,6 +4,7 @@
 //! read row by row on a connection of its own and written out as it arrives; the client's
 //! pace sets the database's pace, and memory stays flat.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use futures_core::Stream;
@@ -50,7 +51,9 @@ fn path_param(uri: &Uri) -> Result<String, HttpError> {
     let raw = query::param(uri.query(), "path")
         .map_err(|e| HttpError::bad_request(format!("query parameter is {e}")))?
         .ok_or_else(|| HttpError::bad_request("missing query parameter: path"))?;
-    normalize::normalize(&raw).map_err(|e| HttpError::bad_request(e.to_string()))
+    normalize::normalize(&raw)
+        .map(Cow::into_owned)
+        .map_err(|e| HttpError::bad_request(e.to_string()))
 }
 
 /// The id and total visits of a registered path.

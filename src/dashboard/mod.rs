@@ -218,8 +218,9 @@ pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let raw_path = query::param(uri.query(), "path")
         .map_err(bad)?
         .ok_or_else(|| HttpError::bad_request("missing query parameter: path"))?;
-    let path =
-        normalize::normalize(&raw_path).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let path = normalize::normalize(&raw_path)
+        .map_err(|e| HttpError::bad_request(e.to_string()))?
+        .into_owned();
     let range = match query::param(uri.query(), "range").map_err(bad)? {
         None => render::DEFAULT_RANGE,
         Some(key) => render::RANGES

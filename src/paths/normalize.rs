@@ -9,6 +9,7 @@
 //! The stored form is readable text (`/blog/café`); [`request_target`] re-encodes it for the
 //! check request.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::query::{DecodeError, percent_decode};
@@ -44,7 +45,8 @@ impl fmt::Display for PathError {
 }
 
 /// The canonical path for `raw`, or why there is none.
-pub fn normalize(raw: &str) -> Result<String, PathError> {
+/// Borrows from `raw` when nothing needed decoding or dropping, as for most requests.
+pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let without_query = raw.split(['?', '#']).next().unwrap_or("");
     if without_query.is_empty() {
         return Err(PathError::Empty);
@@ -81,7 +83,7 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     {
         return Err(PathError::DotSegment);
     }
-    Ok(path.into_owned())
+    Ok(path)
 }
 
 /// Bytes that may appear literally in an origin-form request target's path; everything
