@@ -4,7 +4,6 @@
 //! read row by row on a connection of its own and written out as it arrives; the client's
 //! pace sets the database's pace, and memory stays flat.
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use futures_core::Stream;
@@ -16,8 +15,7 @@ use crate::App;
 use crate::config::UtcOffset;
 use crate::db::Unavailable;
 use crate::http::{self, Body, Chunks, HttpError};
-use crate::paths::normalize;
-use crate::query;
+use crate::paths;
 use crate::time;
 
 /// History downloads at once; each holds a database connection.
@@ -46,26 +44,12 @@ fn db_error(error: tokio_postgres::Error) -> HttpError {
     HttpError::from(Unavailable)
 }
 
-/// The normalised `path` query parameter.
-fn path_param(uri: &Uri) -> Result<String, HttpError> {
-    let raw = query::param(uri.query(), "path")
-        .map_err(|e| HttpError::bad_request(format!("query parameter is {e}")))?
-        .ok_or_else(|| HttpError::bad_request("missing query parameter: path"))?;
-    normalize::normalize(&raw)
-        .map(Cow::into_owned)
-        .map_err(|e| HttpError::bad_request(e.to_string()))
-}
-
-/// The id and total visits of a registered path.
-async fn find_path(app: &App, path: &str) -> Result<(i32, i64), HttpError> {
+/// The id and total visits of the registered path named by the `path` query parameter.
+async fn find_path(app: &App, uri: &Uri) -> Result<(i32, i64), HttpError> {
+    let path = paths::path_from_query(uri.query())?;
     let conn = app.db.reads()?;
-    let row = conn
-        .client
-        .query_opt(&conn.statements.path_by_name, &[&path])
-        .await
-        .map_err(db_error)?;
-    let row = row.ok_or_else(|| HttpError::not_found("unknown path"))?;
-    Ok((row.get(0), row.get(1)))
+    let found = conn.find_path(&path).await.map_err(db_error)?;
+    found.ok_or_else(|| HttpError::not_found("unknown path"))
 }
 
 /// Appends `value` as a JSON string: quotes, backslashes and control characters escaped,
@@ -186,8 +170,7 @@ pub async fn counts(app: &App) -> Result<Response<Body>, HttpError> {
 
 /// `GET /api/count?path=PATH`: the number of visits, `12`.
 pub async fn count(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
-    let path = path_param(uri)?;
-    let (_, visits) = find_path(app, &path).await?;
+    let (_, visits) = find_path(app, uri).await?;
     Ok(json_headers(http::json(
         StatusCode::OK,
         Bytes::from(visits.to_string()),
@@ -196,8 +179,7 @@ pub async fn count(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
 
 /// `GET /api/history?path=PATH`: every visit in time order, streamed.
 pub async fn history(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
-    let path = path_param(uri)?;
-    let (path_id, _) = find_path(app, &path).await?;
+    let (path_id, _) = find_path(app, uri).await?;
     let Ok(permit) = app.history_streams.clone().try_acquire_owned() else {
         return Err(HttpError::unavailable(
             "too many history downloads at once, try again shortly",

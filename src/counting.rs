@@ -8,7 +8,7 @@ use crate::App;
 use crate::clock::TICKS_PER_SEC;
 use crate::db::writer::{NewVisit, WriteError};
 use crate::http::{self, Body, HttpError};
-use crate::paths::{Refusal, normalize};
+use crate::paths::{self, Refusal};
 use crate::query;
 use crate::referrer;
 use crate::slots::{ClaimError, Pending, Token};
@@ -46,10 +46,7 @@ impl From<WriteError> for HttpError {
 /// `GET /register?path=PATH`: a token for a new pending visit of a known (or newly
 /// validated) path.
 pub async fn register(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
-    let raw = query::param(uri.query(), "path")
-        .map_err(|e| HttpError::bad_request(format!("query parameter is {e}")))?
-        .ok_or_else(|| HttpError::bad_request("missing query parameter: path"))?;
-    let path = normalize::normalize(&raw).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    let path = paths::path_from_query(uri.query())?;
     let path_id = match app.registry.lookup(&path) {
         Some(id) => id,
         None => app
@@ -81,8 +78,7 @@ pub async fn register(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError>
 /// `POST /post-sleep/TOKEN[?referrer=URL]`: counts the visit, once.
 pub async fn post_sleep(app: &App, token: &str, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let token = parse_token(token)?;
-    let referrer = query::param(uri.query(), "referrer")
-        .map_err(|e| HttpError::bad_request(format!("query parameter is {e}")))?
+    let referrer = query::param(uri.query(), "referrer")?
         .and_then(|raw| referrer::clean(&raw, &app.config.tracked_origin));
     let min_delay = app.config.min_delay_secs * TICKS_PER_SEC;
     let claim = app

@@ -244,6 +244,13 @@ impl HttpError {
     }
 }
 
+/// A malformed query string is the client's to fix.
+impl From<crate::query::DecodeError> for HttpError {
+    fn from(error: crate::query::DecodeError) -> HttpError {
+        HttpError::bad_request(format!("query parameter is {error}"))
+    }
+}
+
 impl From<crate::db::Unavailable> for HttpError {
     fn from(_: crate::db::Unavailable) -> HttpError {
         HttpError::unavailable("database unavailable, try again shortly")

@@ -125,6 +125,17 @@ impl<T> StallGuard<T> {
         }
     }
 
+    /// Passes a write-side poll through; one that stays pending too long becomes an error.
+    fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled_since = None;
+                ready
+            }
+        }
+    }
+
     /// Called when the inner write is pending: errors once the stall has lasted too long.
     fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let limit = self.limit;
@@ -157,13 +168,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, data) {
-            Poll::Pending => self.check_stall(cx).map(Err),
-            ready => {
-                self.stalled_since = None;
-                ready
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.watch(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -171,13 +177,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
         cx: &mut Context<'_>,
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, data) {
-            Poll::Pending => self.check_stall(cx).map(Err),
-            ready => {
-                self.stalled_since = None;
-                ready
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, data);
+        self.watch(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -185,13 +186,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.check_stall(cx).map(Err),
-            ready => {
-                self.stalled_since = None;
-                ready
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

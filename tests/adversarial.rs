@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client;
+use common::client::{self, encode};
 use common::{PgCluster, Site, Tracker, TrackerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -428,19 +428,6 @@ async fn sql_and_markup_payloads_are_stored_as_plain_text() {
     for path in &payloads {
         assert!(listed.contains(path), "{path} in {listed:?}");
     }
-}
-
-/// `encodeURIComponent`.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

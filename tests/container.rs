@@ -33,6 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::PgCluster;
+use common::pg::run;
+use common::tracker::wait_for_health;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -205,21 +207,6 @@ fn clean_except(dir: &Path, keep: &Path) {
             std::fs::remove_file(&path).unwrap();
         }
     }
-}
-
-fn run(command: &mut Command, what: &str) -> Output {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn combined(output: &Output) -> String {
@@ -919,24 +906,6 @@ fn build_image(work: &Path, test_ca: &str) -> BuiltImage {
     }
 }
 
-/// A `/health` from outside the container, polled until it answers `status`.
-async fn wait_for_health(address: SocketAddr, status: u16, server: &Container) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let reply = common::client::get(address, "/health").await;
-        if reply.status == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/health stayed {} instead of {status}; logs:\n{}",
-            reply.status,
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_image_built_from_the_containerfile_serves_and_checks_its_health() {
     let missing = missing_prerequisites();
@@ -1045,7 +1014,7 @@ async fn the_image_built_from_the_containerfile_serves_and_checks_its_health() {
         .wait_for_log("listening on http://0.0.0.0:80", Duration::from_secs(30))
         .await;
     let outside = SocketAddr::new(IpAddr::V4(netns.container_ip), 80);
-    wait_for_health(outside, 200, &server).await;
+    wait_for_health(outside, 200, Duration::from_secs(30), || server.logs()).await;
     let (code, output) = healthcheck();
     assert_eq!(
         code,
@@ -1088,7 +1057,7 @@ async fn the_image_built_from_the_containerfile_serves_and_checks_its_health() {
 
     // The database goes away: /health and the healthcheck say so.
     cluster.stop();
-    wait_for_health(outside, 503, &server).await;
+    wait_for_health(outside, 503, Duration::from_secs(30), || server.logs()).await;
     let (code, output) = healthcheck();
     assert_eq!(code, Some(1), "{output}");
     assert!(output.contains("503"), "{output}");

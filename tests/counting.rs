@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::client::{self, RequestSpec};
+use common::client::{self, RequestSpec, encode};
 use common::{PgCluster, Site, Tracker, TrackerConfig};
 use hyper::Method;
 use tokio::task::JoinSet;
@@ -31,19 +31,6 @@ async fn register(tracker: &Tracker, path: &str) -> u64 {
     let token = reply.json().as_u64().expect("the token is a JSON integer");
     assert!(token < 1 << 53, "JavaScript reads the token exactly");
     token
-}
-
-/// `encodeURIComponent`, as count.js does.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 async fn visits(db: &tokio_postgres::Client) -> Vec<(String, Option<String>, Option<i32>)> {

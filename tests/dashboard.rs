@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::client::{self, RequestSpec};
+use common::client::{self, RequestSpec, encode};
 use common::{PgCluster, Reply, Site, Tracker};
 use hyper::Method;
 
@@ -236,19 +236,6 @@ async fn visitor_supplied_text_is_escaped_everywhere() {
             .text()
             .contains("href=\"https://evil.example/&quot;&gt;&lt;script&gt;")
     );
-}
-
-/// `encodeURIComponent`.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

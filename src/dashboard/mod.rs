@@ -15,7 +15,7 @@ use hyper::{Response, StatusCode, Uri};
 use crate::App;
 use crate::db::{Conn, Unavailable};
 use crate::http::{self, Body, HttpError};
-use crate::paths::normalize;
+use crate::paths;
 use crate::query;
 use crate::time;
 use html::Html;
@@ -214,14 +214,8 @@ pub async fn index(app: &App) -> Result<Response<Body>, HttpError> {
 
 /// `GET /stats?path=PATH[&range=30d]`, PATH in the form count.js sends it.
 pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
-    let bad = |e: query::DecodeError| HttpError::bad_request(format!("query parameter is {e}"));
-    let raw_path = query::param(uri.query(), "path")
-        .map_err(bad)?
-        .ok_or_else(|| HttpError::bad_request("missing query parameter: path"))?;
-    let path = normalize::normalize(&raw_path)
-        .map_err(|e| HttpError::bad_request(e.to_string()))?
-        .into_owned();
-    let range = match query::param(uri.query(), "range").map_err(bad)? {
+    let path = paths::path_from_query(uri.query())?;
+    let range = match query::param(uri.query(), "range")? {
         None => render::DEFAULT_RANGE,
         Some(key) => render::RANGES
             .into_iter()
@@ -232,14 +226,11 @@ pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     };
 
     let conn = app.db.reads()?;
-    let row = conn
-        .client
-        .query_opt(&conn.statements.path_by_name, &[&path])
+    let (scope, total_visits) = conn
+        .find_path(&path)
         .await
-        .map_err(db_error)?;
-    let row =
-        row.ok_or_else(|| HttpError::not_found("No page with this path has been registered."))?;
-    let (scope, total_visits): (i32, i64) = (row.get(0), row.get(1));
+        .map_err(db_error)?
+        .ok_or_else(|| HttpError::not_found("No page with this path has been registered."))?;
     let today = time::today(app.config.utc_offset);
     let first = match range.days {
         Some(days) => today - (days - 1),

@@ -42,6 +42,17 @@ pub struct Conn {
     pub spent_time_bounds: Vec<i32>,
 }
 
+impl Conn {
+    /// The id and total visits of a registered path.
+    pub async fn find_path(&self, path: &str) -> Result<Option<(i32, i64)>, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_opt(&self.statements.path_by_name, &[&path])
+            .await?;
+        Ok(row.map(|row| (row.get(0), row.get(1))))
+    }
+}
+
 /// Settings every connection is opened with.
 #[derive(Clone)]
 pub struct ConnectOptions {

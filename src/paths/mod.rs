@@ -11,6 +11,7 @@
 pub mod check;
 pub mod normalize;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock};
@@ -19,7 +20,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::db::{Db, Unavailable};
+use crate::http::HttpError;
 use check::{CheckFailed, PathChecker, Verdict};
+
+/// The normalised `path` query parameter, or the 400 that says why there is none. No
+/// allocation beyond decoding the parameter when the path needed no change.
+pub fn path_from_query(query: Option<&str>) -> Result<String, HttpError> {
+    let raw = crate::query::param(query, "path")?
+        .ok_or_else(|| HttpError::bad_request("missing query parameter: path"))?;
+    let path = normalize::normalize(&raw).map_err(|e| HttpError::bad_request(e.to_string()))?;
+    if matches!(path, Cow::Borrowed(unchanged) if unchanged.len() == raw.len()) {
+        drop(path);
+        return Ok(raw.into_owned());
+    }
+    Ok(path.into_owned())
+}
 
 /// Checks in flight at once; more wait briefly, then get a 503.
 const MAX_CHECKS_IN_FLIGHT: usize = 16;

@@ -120,3 +120,16 @@ pub async fn get(addr: SocketAddr, target: &str) -> Reply {
 pub async fn post(addr: SocketAddr, target: &str) -> Reply {
     send(addr, RequestSpec::new(Method::POST, target)).await
 }
+
+/// `encodeURIComponent`, as count.js encodes a path or a referrer into a query value.
+pub fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -212,11 +212,12 @@ impl PgCluster {
     }
 }
 
-fn run(command: &mut Command, what: &str) {
+/// Runs a command to completion; fails the test, with its output, unless it succeeds.
+pub fn run(command: &mut Command, what: &str) -> Output {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     assert!(
         output.status.success(),
         "{what} failed ({}):\n{}\n{}",
@@ -224,6 +225,7 @@ fn run(command: &mut Command, what: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    output
 }
 
 fn running_as_root() -> bool {

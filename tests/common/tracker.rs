@@ -126,20 +126,7 @@ impl Tracker {
 
     /// Polls `/health` until it answers `status` or fails the test after `within`.
     pub async fn wait_for_health(&self, status: u16, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let reply = self.get("/health").await;
-            if reply.status == status {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/health stayed {} instead of {status}; logs:\n{}",
-                reply.status,
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_health(self.addr, status, within, || self.logs()).await;
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -225,5 +212,29 @@ fn wait_with_timeout(child: &mut Child, within: Duration) -> Option<std::process
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `/health` at `addr` until it answers `status`; fails the test after `within`,
+/// showing `logs()`.
+pub async fn wait_for_health(
+    addr: SocketAddr,
+    status: u16,
+    within: Duration,
+    logs: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = client::get(addr, "/health").await;
+        if reply.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health stayed {} instead of {status}; logs:\n{}",
+            reply.status,
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
