@@ -7,7 +7,7 @@
 //! as an argument: tests pass a list and never touch the process environment.
 
 use std::collections::BTreeMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -168,7 +168,9 @@ impl Origin {
             return Err("has no host".into());
         }
         if authority.contains(['/', '?', '#', '@', '\\'])
-            || authority.chars().any(char::is_whitespace)
+            || authority
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(
                 "must be an origin: scheme and host (and port) only, no path, query or user".into(),
@@ -197,11 +199,18 @@ impl Origin {
     }
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
+/// Splits an authority (`host[:port]`, userinfo already removed) and checks both parts: a
+/// host is a DNS name or IPv4 address (letters, digits, `-`, `.`, `_`) or a bracketed IPv6
+/// address; a port is 1 to 65535 in plain digits. Shared by origins and referrers, so that
+/// neither can carry a host that reads two ways.
+pub fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
         let end = bracketed
             .find(']')
             .ok_or("has an unclosed `[` in its IPv6 host")?;
+        if bracketed[..end].parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("has an invalid IPv6 host".into());
+        }
         let after = &bracketed[end + 1..];
         let port = match after.strip_prefix(':') {
             Some(port) => Some(port),
@@ -210,18 +219,26 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
         };
         (&authority[..end + 2], port)
     } else {
-        match authority.rsplit_once(':') {
+        let (host, port) = match authority.split_once(':') {
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
+        };
+        if host.is_empty() {
+            return Err("has no host".into());
         }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err("has an invalid host name".into());
+        }
+        (host, port)
     };
-    if host.is_empty() {
-        return Err("has no host".into());
-    }
     let port = match port {
         Some(port) => Some(
-            port.parse::<u16>()
-                .ok()
+            Some(port)
+                .filter(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u16>().ok())
                 .filter(|&p| p != 0)
                 .ok_or("has an invalid port")?,
         ),
@@ -293,9 +310,18 @@ impl fmt::Display for UtcOffset {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ConfigError(String);
 
+/// Always one line: control characters in quoted names and values (a stray newline in an
+/// environment variable) are shown escaped.
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -852,6 +878,57 @@ mod tests {
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn origins_with_hosts_that_read_two_ways_are_refused() {
+        // Found by fuzzing (tests/fuzz/regressions/config): a control character used to
+        // reach the Host header and panic at start-up.
+        for bad in [
+            "https://exam\u{1}ple.org",
+            "http://s::1]:80",
+            "https://a:b:8443",
+            "http://a:+80",
+            "http://a:080000",
+            "http://[zz::1]",
+            "http://exa mple.org",
+            "http://ex%41mple.org",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "http://localhost:8080",
+            "https://Example.ORG",
+            "http://[::1]:80",
+            "http://10.0.0.1",
+            "http://web_site",
+        ] {
+            let origin = Origin::parse(good).unwrap();
+            assert!(
+                hyper::header::HeaderValue::from_str(origin.as_str()).is_ok(),
+                "{good}"
+            );
+            assert_eq!(
+                Origin::parse(origin.as_str()).unwrap(),
+                origin,
+                "{good} re-parses to itself"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_stay_on_one_line_whatever_the_input() {
+        let mut pairs = REQUIRED.to_vec();
+        pairs.push(("OXITRAFFIC_MIN_DELAY_SECS", "1\n2"));
+        pairs.push(("OXITRAFFIC_TRACKED_ORIGIN", "https://a\nb"));
+        let message = error(None, &pairs);
+        assert!(!message.contains('\n'), "{message}");
+        assert!(
+            message.contains("1\\n2"),
+            "the value is shown escaped: {message}"
+        );
+        let message = error(Some("\"a\\nb\" = 1\n"), REQUIRED);
+        assert!(message.starts_with("unknown setting `a\\nb`"), "{message}");
     }
 
     #[test]

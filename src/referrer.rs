@@ -3,7 +3,7 @@
 //! so does any `user:password@`; a link from the tracked site itself is no referrer at all.
 //! Something that is not an absolute URL is dropped, never a reason to lose the visit.
 
-use crate::config::Origin;
+use crate::config::{Origin, split_host_port};
 
 /// Longest referrer we store; a longer one is cut back to its origin.
 pub const MAX_REFERRER_BYTES: usize = 1024;
@@ -29,16 +29,15 @@ pub fn clean(raw: &str, site: &Origin) -> Option<String> {
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
-    let (host, port) = split_port(&host_and_port);
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '\\') {
-        return None;
-    }
-    if host == site.host {
+    let (host, port) = split_host_port(&host_and_port).ok()?;
+    // `example.org.` is the same host as `example.org`.
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host == site.host {
         return None;
     }
     let default_port = match scheme.as_str() {
-        "http" => Some("80"),
-        "https" => Some("443"),
+        "http" => Some(80),
+        "https" => Some(443),
         _ => None,
     };
     let origin = match port {
@@ -51,21 +50,6 @@ pub fn clean(raw: &str, site: &Origin) -> Option<String> {
         Some(origin + "/")
     } else {
         None
-    }
-}
-
-/// Splits `host[:port]`, minding IPv6 brackets.
-fn split_port(authority: &str) -> (&str, Option<&str>) {
-    let colon = match authority.rfind(']') {
-        Some(bracket) => authority[bracket..].find(':').map(|i| bracket + i),
-        None => authority.rfind(':'),
-    };
-    match colon {
-        Some(i) => (
-            &authority[..i],
-            Some(&authority[i + 1..]).filter(|p| !p.is_empty()),
-        ),
-        None => (authority, None),
     }
 }
 
@@ -120,6 +104,29 @@ mod tests {
         );
         assert_eq!(clean("https://EXAMPLE.org", &site()), None);
         assert!(clean("https://example.org.evil.test/", &site()).is_some());
+    }
+
+    #[test]
+    fn hosts_and_ports_must_be_well_formed() {
+        // Found by fuzzing (tests/fuzz/regressions/referrer_clean).
+        for raw in [
+            "http://a.example:b c/",
+            "http://:1:/",
+            "http://example.org:80:/",
+            "http://a:99999/",
+            "http://[x]/",
+        ] {
+            assert_eq!(clean(raw, &site()), None, "{raw:?}");
+        }
+        assert_eq!(
+            clean("https://example.org./x", &site()),
+            None,
+            "a trailing dot is the same host"
+        );
+        assert_eq!(
+            clean("https://news.example./x", &site()).as_deref(),
+            Some("https://news.example/x")
+        );
     }
 
     #[test]

@@ -57,9 +57,12 @@ struct Slot {
 pub struct Token(u64);
 
 impl Token {
-    /// Parses the decimal form: digits only, below 2^53.
+    /// Parses the decimal form the tracker writes: digits only, no leading zero, below 2^53.
     pub fn parse(text: &str) -> Option<Token> {
         if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if text.len() > 1 && text.starts_with('0') {
             return None;
         }
         let value: u64 = text.parse().ok()?;
@@ -302,6 +305,7 @@ mod tests {
         assert_eq!(Token::parse("9007199254740991"), Some(Token((1 << 53) - 1)));
         for bad in [
             "",
+            "007",
             "-1",
             "+1",
             "1.0",
