@@ -50,17 +50,28 @@ pub struct App {
 }
 
 /// Pages that list every path at once; each holds the whole list until its response is sent.
-const LIST_ALL_PATHS_AT_ONCE: usize = 2;
+/// Memory all full path lists together may use, counted in units; the lists of a small site
+/// take one unit each, so many load at once (and share the database connection's pipeline),
+/// while those of a site with tens of thousands of paths take many and queue.
+const PATH_LIST_UNITS: u32 = 64;
+const PATH_LIST_UNIT_BYTES: usize = 64 * 1024;
+/// A path in a list (its text and entry) plus the response's chunk buffers, generously.
+const PATH_LIST_BYTES_PER_PATH: usize = 96;
+const PATH_LIST_RESPONSE_BYTES: usize = 64 * 1024;
 
 impl App {
-    /// Every path with its visits, for `/` and `/api/counts`. Only a few lists exist at once,
-    /// so a crowd loading the dashboard waits a moment instead of multiplying memory; the
-    /// permit must be kept until the list is dropped.
+    /// Every path with its visits, for `/` and `/api/counts`. The lists in memory at once fit
+    /// a fixed budget, so a crowd loading the dashboard of a large site waits a moment
+    /// instead of multiplying memory; the permit must be kept until the list is dropped.
     pub async fn all_paths(&self) -> Result<(db::PathList, OwnedSemaphorePermit), http::HttpError> {
+        let bytes = self.registry.len() * PATH_LIST_BYTES_PER_PATH + PATH_LIST_RESPONSE_BYTES;
+        let units = bytes
+            .div_ceil(PATH_LIST_UNIT_BYTES)
+            .clamp(1, PATH_LIST_UNITS as usize) as u32;
         let permit = self
             .path_lists
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(units)
             .await
             .expect("the semaphore is never closed");
         let conn = self.db.reads()?;
@@ -92,7 +103,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         script: script::Script::new(&config.base_url, config.min_delay_secs),
         dashboard: dashboard::Pages::new(),
         history_streams: Arc::new(Semaphore::new(api::MAX_HISTORY_STREAMS)),
-        path_lists: Arc::new(Semaphore::new(LIST_ALL_PATHS_AT_ONCE)),
+        path_lists: Arc::new(Semaphore::new(PATH_LIST_UNITS as usize)),
         cors_origin: HeaderValue::from_str(config.tracked_origin.as_str())
             .expect("a validated origin is a valid header"),
         config,
