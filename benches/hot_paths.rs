@@ -20,7 +20,7 @@ use oxitraffic::paths::check::PathChecker;
 use oxitraffic::paths::{Registry, normalize};
 use oxitraffic::query;
 use oxitraffic::routes::Routes;
-use oxitraffic::script::Script;
+use oxitraffic::script;
 use oxitraffic::slots::{Pending, Slots, Token};
 
 const CONTEXT: Context = Context {
@@ -171,7 +171,7 @@ fn registry(c: &mut Criterion) {
 }
 
 fn script(c: &mut Criterion) {
-    let script = Script::new("https://t.example.org", 19);
+    let script = script::count_js("https://t.example.org", 19);
     let fresh = HeaderMap::new();
     let mut revalidating = HeaderMap::new();
     let etag = script.respond(&fresh).headers()[header::ETAG].clone();

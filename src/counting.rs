@@ -47,20 +47,18 @@ impl From<WriteError> for HttpError {
 /// validated) path.
 pub async fn register(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let path = paths::path_from_query(uri.query())?;
-    let path_id = match app.registry.lookup(&path) {
-        Some(id) => id,
-        None => app
-            .registry
-            .resolve(&path, &app.db)
-            .await
-            .map_err(|refusal| match refusal {
-                Refusal::NotOnSite => HttpError::not_found("path not found on the tracked site"),
-                Refusal::LimitReached => {
-                    HttpError::not_found("path not tracked: the path limit is reached")
-                }
-                Refusal::Unavailable(reason) => HttpError::unavailable(reason),
-            })?,
-    };
+    // A known path is answered from memory; a new one is checked with the site once.
+    let path_id = app
+        .registry
+        .resolve(&path, &app.db)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::NotOnSite => HttpError::not_found("path not found on the tracked site"),
+            Refusal::LimitReached => {
+                HttpError::not_found("path not tracked: the path limit is reached")
+            }
+            Refusal::Unavailable(reason) => HttpError::unavailable(reason),
+        })?;
     let pending = Pending {
         path_id: path_id as u32,
         registered_at: app.clock.ticks_ceil(),

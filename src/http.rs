@@ -3,11 +3,12 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper::body::{Bytes, Frame, SizeHint};
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use tokio::sync::mpsc;
 
@@ -225,11 +226,17 @@ impl HttpError {
         HttpError::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// As a short plain-text response.
     pub fn into_response(self) -> Response<Body> {
-        let mut message = self.message.into_owned();
+        let mut message = self.message.to_string();
         message.push('\n');
-        let mut response = text(self.status, message);
-        // Clients (and count.js) retry after a pause rather than hammering.
+        let response = text(self.status, message);
+        self.finish(response)
+    }
+
+    /// Adds what every form of this error carries (plain text, HTML page or JSON object):
+    /// `Retry-After` on 425 and 503, so clients (and count.js) pause instead of hammering.
+    pub fn finish(&self, mut response: Response<Body>) -> Response<Body> {
         let retry_after = match (self.retry_after, self.status) {
             (Some(seconds), _) => Some(seconds),
             (None, StatusCode::SERVICE_UNAVAILABLE) => Some(2),
@@ -254,5 +261,96 @@ impl From<crate::query::DecodeError> for HttpError {
 impl From<crate::db::Unavailable> for HttpError {
     fn from(_: crate::db::Unavailable) -> HttpError {
         HttpError::unavailable("database unavailable, try again shortly")
+    }
+}
+
+/// A file served from memory (`count.js`, the stylesheet): its ETag is a hash of the content,
+/// stable across restarts, so browsers keep their copy until the content changes and
+/// revalidate with a bodiless 304.
+pub struct Cached {
+    body: Bytes,
+    content_type: HeaderValue,
+    cache_control: HeaderValue,
+    etag: HeaderValue,
+    version: String,
+}
+
+impl Cached {
+    pub fn new(
+        body: impl Into<Bytes>,
+        content_type: HeaderValue,
+        cache_control: HeaderValue,
+    ) -> Cached {
+        let body = body.into();
+        // A fixed-key hash: the same content gets the same ETag in every process.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&body[..]);
+        let version = format!("{hash:016x}");
+        let etag = HeaderValue::from_str(&format!("\"{version}\"")).expect("hex is a valid header");
+        Cached {
+            body,
+            content_type,
+            cache_control,
+            etag,
+            version,
+        }
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The content's hash in hex, for URLs that change when the content does.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The file, or 304 when `If-None-Match` names the current version.
+    pub fn respond(&self, request: &HeaderMap) -> Response<Body> {
+        let fresh = request
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == self.etag
+            });
+        let mut response = if fresh {
+            empty(StatusCode::NOT_MODIFIED)
+        } else {
+            with_body(StatusCode::OK, self.content_type.clone(), self.body.clone())
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::ETAG, self.etag.clone());
+        headers.insert(header::CACHE_CONTROL, self.cache_control.clone());
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_files_revalidate_by_etag() {
+        let file = Cached::new("body", TEXT_PLAIN, HeaderValue::from_static("max-age=60"));
+        let mut headers = HeaderMap::new();
+        let first = file.respond(&headers);
+        assert_eq!(first.status(), StatusCode::OK);
+        let etag = first.headers()[header::ETAG].to_str().unwrap().to_string();
+        assert_eq!(etag, format!("\"{}\"", file.version()));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_str(&format!("\"x\", W/{etag}")).unwrap(),
+        );
+        assert_eq!(file.respond(&headers).status(), StatusCode::NOT_MODIFIED);
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert_eq!(file.respond(&headers).status(), StatusCode::OK);
+        let again = Cached::new("body", TEXT_PLAIN, HeaderValue::from_static("max-age=60"));
+        assert_eq!(again.version(), file.version(), "stable across restarts");
+        assert_ne!(
+            Cached::new("other", TEXT_PLAIN, TEXT_PLAIN).version(),
+            file.version()
+        );
     }
 }

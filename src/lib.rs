@@ -39,7 +39,8 @@ pub struct App {
     pub registry: paths::Registry,
     pub writer: VisitWriter,
     pub clock: clock::Clock,
-    pub script: script::Script,
+    /// `count.js`, with this tracker's base URL and delay baked in.
+    pub script: http::Cached,
     /// `Access-Control-Allow-Origin` for the script endpoints.
     pub cors_origin: HeaderValue,
     pub dashboard: dashboard::Pages,
@@ -100,7 +101,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         registry: paths::Registry::new(checker, config.max_paths as usize),
         writer: writer.clone(),
         clock: clock::Clock::new(),
-        script: script::Script::new(&config.base_url, config.min_delay_secs),
+        script: script::count_js(&config.base_url, config.min_delay_secs),
         dashboard: dashboard::Pages::new(),
         history_streams: Arc::new(Semaphore::new(api::MAX_HISTORY_STREAMS)),
         path_lists: Arc::new(Semaphore::new(PATH_LIST_UNITS as usize)),
@@ -148,9 +149,7 @@ async fn load_paths(app: &App, conn: &db::Conn) -> Result<(), tokio_postgres::Er
         .query_raw(&conn.statements.all_paths, std::iter::empty::<i32>())
         .await?;
     let mut rows = std::pin::pin!(rows);
-    while let Some(row) =
-        std::future::poll_fn(|cx| futures_core::Stream::poll_next(rows.as_mut(), cx)).await
-    {
+    while let Some(row) = db::next_row(rows.as_mut()).await {
         let row = row?;
         app.registry
             .remember([(row.get::<_, &str>(1), row.get::<_, i32>(0))]);

@@ -111,6 +111,16 @@ impl Default for Routes {
 }
 
 pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
+    let mut response = respond(app, request).await;
+    // Every body is exactly the type it says it is, errors included.
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn respond(app: &App, request: Request<Incoming>) -> Response<Body> {
     if request
         .uri()
         .path_and_query()
@@ -132,42 +142,47 @@ pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
     let write = method == Method::GET || method == Method::POST;
     let param = |name| params.get(name).unwrap_or_default();
 
-    if route.is_script_endpoint() {
-        if let Err(refused) = cors::check_origin(request.headers(), &app.cors_origin) {
-            let mut response = refused.into_response();
-            cors::allow(&mut response, &app.cors_origin);
-            return response;
-        }
-        if method == Method::OPTIONS && route != Route::Script {
-            return cors::preflight(route.allowed_methods(), &app.cors_origin);
-        }
+    let foreign_origin = match route.is_script_endpoint() {
+        true => cors::check_origin(request.headers(), &app.cors_origin).err(),
+        false => None,
+    };
+    if foreign_origin.is_none()
+        && method == Method::OPTIONS
+        && route.is_script_endpoint()
+        && route != Route::Script
+    {
+        return cors::preflight(route.allowed_methods(), &app.cors_origin);
     }
 
-    let outcome = match route {
-        Route::Index if read => dashboard::index(app).await,
-        Route::Stats if read => dashboard::stats(app, request.uri()).await,
-        Route::Style if read => Ok(dashboard::style(app, request.headers())),
-        Route::ApiCounts if read => api::counts(app).await,
-        Route::ApiCount if read => api::count(app, request.uri()).await,
-        Route::ApiHistory if read => api::history(app, request.uri()).await,
-        Route::Health if read => Ok(health(app).await),
-        Route::Script if read => Ok(app.script.respond(request.headers())),
-        Route::Register if method == Method::GET => counting::register(app, request.uri()).await,
-        Route::PostSleep if write => counting::post_sleep(app, param("token"), request.uri()).await,
-        Route::PageLeft if write => {
-            counting::page_left(app, param("token"), param("seconds")).await
+    let outcome = if let Some(refused) = foreign_origin {
+        Err(refused)
+    } else {
+        match route {
+            Route::Index if read => dashboard::index(app).await,
+            Route::Stats if read => dashboard::stats(app, request.uri()).await,
+            // Pages link it with its version, so it is cached for a year.
+            Route::Style if read => Ok(app.dashboard.css.respond(request.headers())),
+            Route::ApiCounts if read => api::counts(app).await,
+            Route::ApiCount if read => api::count(app, request.uri()).await,
+            Route::ApiHistory if read => api::history(app, request.uri()).await,
+            Route::Health if read => Ok(health(app).await),
+            Route::Script if read => Ok(app.script.respond(request.headers())),
+            Route::Register if method == Method::GET => {
+                counting::register(app, request.uri()).await
+            }
+            Route::PostSleep if write => {
+                counting::post_sleep(app, param("token"), request.uri()).await
+            }
+            Route::PageLeft if write => {
+                counting::page_left(app, param("token"), param("seconds")).await
+            }
+            _ => Ok(http::method_not_allowed(route.allowed_methods())),
         }
-        _ => Ok(http::method_not_allowed(route.allowed_methods())),
     };
     let mut response = outcome.unwrap_or_else(|error| route.error_response(app, error));
     if route.is_script_endpoint() {
         cors::allow(&mut response, &app.cors_origin);
     }
-    // Every body is exactly the type it says it is.
-    response.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     response
 }
 

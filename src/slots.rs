@@ -138,14 +138,6 @@ impl Slots {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Bits of unguessable tag in every token.
     pub fn tag_bits(&self) -> u32 {
         TOKEN_BITS - self.index_bits

@@ -111,21 +111,6 @@ pub fn month_start(days: i64) -> i64 {
     days_of(Date { day: 1, ..date })
 }
 
-/// The first day of the month after the one containing `days`.
-pub fn next_month_start(days: i64) -> i64 {
-    let date = date_of(days);
-    let (year, month) = if date.month == 12 {
-        (date.year + 1, 1)
-    } else {
-        (date.year, date.month + 1)
-    };
-    days_of(Date {
-        year,
-        month,
-        day: 1,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,14 +205,12 @@ mod tests {
         assert_eq!(short_date(19_750), "Jan 28");
         assert_eq!(month_label(19_750), "Jan 2024");
         assert_eq!(iso_date(month_start(19_750)), "2024-01-01");
-        assert_eq!(iso_date(next_month_start(19_750)), "2024-02-01");
-        assert_eq!(
-            iso_date(next_month_start(days_of(Date {
-                year: 2023,
-                month: 12,
-                day: 31
-            }))),
-            "2024-01-01"
-        );
+        let new_years_eve = days_of(Date {
+            year: 2023,
+            month: 12,
+            day: 31,
+        });
+        assert_eq!(iso_date(month_start(new_years_eve)), "2023-12-01");
+        assert_eq!(iso_date(month_start(new_years_eve + 1)), "2024-01-01");
     }
 }

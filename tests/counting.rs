@@ -247,7 +247,13 @@ async fn every_error_status_of_the_script_endpoints() {
     assert_eq!(wrong.header("allow"), Some("GET, OPTIONS"));
     assert_eq!(tracker.post("/register?path=%2Fa").await.status, 405);
     assert_eq!(tracker.post("/health").await.status, 405);
-    assert_eq!(tracker.get("/nothing-here").await.status, 404);
+    let unrouted = tracker.get("/nothing-here").await;
+    assert_eq!(unrouted.status, 404);
+    assert_eq!(
+        unrouted.header("x-content-type-options"),
+        Some("nosniff"),
+        "early answers too"
+    );
     // Errors are short plain text, and nothing above changed the data but the one visit.
     let reply = tracker.get("/register").await;
     assert_eq!(

@@ -8,8 +8,7 @@ pub mod html;
 pub mod render;
 pub mod spent;
 
-use hyper::body::Bytes;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode, Uri};
 
 use crate::App;
@@ -70,38 +69,7 @@ pub fn error_page(app: &App, error: HttpError) -> Response<Body> {
     let page = app
         .dashboard
         .message(&context(app), heading, &error.message);
-    let mut response = html_response(error.status, page);
-    if error.status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-    }
-    response
-}
-
-/// `GET /style.css`: cached for a year; pages link it with its hash, so a new version is a
-/// new URL.
-pub fn style(app: &App, request: &HeaderMap) -> Response<Body> {
-    let fresh = request
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|tag| tag == app.dashboard.css_etag);
-    let mut response = if fresh {
-        http::empty(StatusCode::NOT_MODIFIED)
-    } else {
-        let css = HeaderValue::from_static("text/css; charset=utf-8");
-        http::with_body(
-            StatusCode::OK,
-            css,
-            Bytes::from_static(render::CSS.as_bytes()),
-        )
-    };
-    let headers = response.headers_mut();
-    headers.insert(header::ETAG, app.dashboard.css_etag.clone());
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    response
+    error.finish(html_response(error.status, page))
 }
 
 fn db_error(error: tokio_postgres::Error) -> HttpError {

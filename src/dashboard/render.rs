@@ -1,13 +1,12 @@
 //! Dashboard pages from plain data: no database, no request, so the pages can be tested and
 //! benchmarked on their own. The handlers in `mod.rs` gather the data.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-
 use hyper::header::HeaderValue;
 
 use super::chart::{self, Bar};
 use super::html::{Html, Template};
 use super::spent::{Estimate, Histogram};
+use crate::http::Cached;
 use crate::paths::normalize;
 use crate::time;
 
@@ -89,7 +88,8 @@ pub struct Pages {
     index: Template,
     stats: Template,
     message: Template,
-    pub css_etag: HeaderValue,
+    /// The stylesheet; pages link it with its version, so it can be cached for a year.
+    pub css: Cached,
     css_version: Html,
 }
 
@@ -124,16 +124,19 @@ fn stats_link(out: &mut Html, path: &str) {
 
 impl Pages {
     pub fn new() -> Pages {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(CSS);
+        let css = Cached::new(
+            CSS,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        );
         let mut css_version = Html::new();
-        css_version.url_component(&format!("{hash:016x}"));
+        css_version.url_component(css.version());
         Pages {
             page: Template::parse(include_str!("../../assets/page.html")),
             index: Template::parse(include_str!("../../assets/index.html")),
             stats: Template::parse(include_str!("../../assets/stats.html")),
             message: Template::parse(include_str!("../../assets/message.html")),
-            css_etag: HeaderValue::from_str(&format!("\"{hash:016x}\""))
-                .expect("hex is a valid header"),
+            css,
             css_version,
         }
     }

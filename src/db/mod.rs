@@ -42,6 +42,13 @@ pub struct Conn {
     pub spent_time_bounds: Vec<i32>,
 }
 
+/// The next row of a result read one row at a time (`query_raw`).
+pub async fn next_row(
+    mut rows: std::pin::Pin<&mut tokio_postgres::RowStream>,
+) -> Option<Result<tokio_postgres::Row, tokio_postgres::Error>> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(rows.as_mut(), cx)).await
+}
+
 impl Conn {
     /// The id and total visits of a registered path.
     pub async fn find_path(&self, path: &str) -> Result<Option<(i32, i64)>, tokio_postgres::Error> {

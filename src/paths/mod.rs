@@ -142,10 +142,14 @@ impl Registry {
 
     /// The database id of a known path, without asking anybody.
     pub fn lookup(&self, path: &str) -> Option<i32> {
+        self.known_id(self.key_of(path))
+    }
+
+    fn known_id(&self, key: u64) -> Option<i32> {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&self.key_of(path))
+            .get(&key)
             .copied()
     }
 
@@ -161,13 +165,8 @@ impl Registry {
     /// the first time it is seen.
     pub async fn resolve(&self, path: &str, db: &Db) -> CheckOutcome {
         let key = self.key_of(path);
-        if let Some(id) = self
-            .known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(*id);
+        if let Some(id) = self.known_id(key) {
+            return Ok(id);
         }
         if self
             .rejected
