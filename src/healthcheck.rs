@@ -35,8 +35,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(3);
 pub fn main(env: Vec<(String, String)>) -> ExitCode {
     let config = match config::load(env) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("oxitraffic healthcheck: {error}");
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("oxitraffic healthcheck: {error}");
+            }
             return ExitCode::FAILURE;
         }
     };

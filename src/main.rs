@@ -2,29 +2,39 @@ use std::process::ExitCode;
 
 use oxitraffic::{config, logging};
 
+mod cli;
 mod healthcheck;
 
-const USAGE: &str = "\
-usage: oxitraffic              run the server (configured by the file named by
-                               OXITRAFFIC_CONFIG_FILE and OXITRAFFIC_* variables)
-       oxitraffic healthcheck  exit 0 if the configured server's /health answers 200, else 1";
+enum Command {
+    Serve,
+    Healthcheck,
+    CheckConfig,
+}
 
 fn main() -> ExitCode {
     // Arguments select what to do; everything else is configuration, read the same way by
-    // both commands.
+    // every command that needs it.
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let healthcheck = match args.as_slice() {
-        [] => false,
-        [arg] if arg == "healthcheck" => true,
+    let command = match args.as_slice() {
+        [] => Command::Serve,
+        [arg] if arg == "healthcheck" => Command::Healthcheck,
+        [arg] if arg == "check-config" => Command::CheckConfig,
+        [arg] if arg == "hash-password" => return cli::hash_password(),
+        [arg] if arg == "new-api-token" => return cli::new_api_token(),
         [arg] if arg == "--help" || arg == "-h" => {
-            println!("{USAGE}");
+            print!("{}", cli::help());
+            return ExitCode::SUCCESS;
+        }
+        [arg] if arg == "--version" || arg == "-V" => {
+            println!("oxitraffic {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         [..] => {
             let args: Vec<_> = args.iter().map(|arg| arg.to_string_lossy()).collect();
             eprintln!(
-                "oxitraffic: unexpected arguments `{}`\n{USAGE}",
-                args.join(" ")
+                "oxitraffic: unexpected arguments `{}`\n{}",
+                args.join(" "),
+                cli::USAGE
             );
             return ExitCode::from(2);
         }
@@ -33,10 +43,10 @@ fn main() -> ExitCode {
         Ok(env) => env,
         Err(message) => return fail(&message),
     };
-    if healthcheck {
-        healthcheck::main(env)
-    } else {
-        serve(env)
+    match command {
+        Command::Serve => serve(env),
+        Command::Healthcheck => healthcheck::main(env),
+        Command::CheckConfig => cli::check_config(env),
     }
 }
 
@@ -48,7 +58,12 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
     logging::init(rust_log);
     let config = match config::load(env.iter().cloned()) {
         Ok(config) => config,
-        Err(error) => return fail(&error.to_string()),
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("oxitraffic: {error}");
+            }
+            return ExitCode::FAILURE;
+        }
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

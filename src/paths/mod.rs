@@ -9,6 +9,7 @@
 //! paths costs the site one request each and nothing on repeat.
 
 pub mod check;
+pub mod exclude;
 pub mod normalize;
 
 use std::borrow::Cow;

@@ -62,12 +62,15 @@ fuzz_target!(|data: &[u8]| {
 
     let config = match config::from_sources(file, env.iter().cloned()) {
         Ok(config) => config,
-        Err(error) => {
-            // Printed once at start-up; the spec promises one line naming the problem.
-            let message = error.to_string();
-            assert!(!message.is_empty());
-            if message.contains(['\n', '\r']) && !tolerated("config-multiline-error") {
-                panic!("multi-line configuration error: {message:?}");
+        Err(errors) => {
+            // Printed at start-up, one problem a line; the spec promises each names its key.
+            assert!(!errors.is_empty());
+            for error in &errors {
+                let message = error.to_string();
+                assert!(!message.is_empty());
+                if message.contains(['\n', '\r']) && !tolerated("config-multiline-error") {
+                    panic!("multi-line configuration error: {message:?}");
+                }
             }
             return;
         }
