@@ -1263,6 +1263,14 @@ mod tests {
         );
     }
 
+    #[test]
+    fn checks_can_run_on_any_worker_thread() {
+        fn send<T: Send>(_: T) {}
+        let gate = gate();
+        let headers = HeaderMap::new();
+        send(gate.check(Class::Api, &headers));
+    }
+
     #[tokio::test]
     async fn closed_metrics_stay_closed() {
         let gate = Gate::new(
