@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell around [`run`]; tests and benchmarks drive the same code.
 
+pub mod access;
 pub mod api;
 pub mod clock;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod db;
 pub mod http;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod paths;
 pub mod query;
 pub mod referrer;
