@@ -5,23 +5,27 @@
 //! every bench once so none can rot.
 
 use std::hint::black_box;
+use std::net::IpAddr;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use oxitraffic::api;
+use oxitraffic::clients::ClientLimiter;
 use oxitraffic::config::{Origin, UtcOffset};
 use oxitraffic::dashboard::chart::{self, Bar};
 use oxitraffic::dashboard::html::Html;
 use oxitraffic::dashboard::render::{self, Context, IndexData, Pages, Referrers, StatsData};
 use oxitraffic::dashboard::spent::Histogram;
+use oxitraffic::forwarded;
+use oxitraffic::keyed::Key;
 use oxitraffic::paths::check::PathChecker;
 use oxitraffic::paths::{Registry, normalize};
 use oxitraffic::query;
 use oxitraffic::routes::Routes;
 use oxitraffic::script;
-use oxitraffic::slots::{Pending, Slots, Token};
+use oxitraffic::slots::{Pending, SlotKeys, Slots, Token};
 
 const CONTEXT: Context = Context {
     site: "https://example.org",
@@ -91,19 +95,23 @@ fn tokens_and_slots(c: &mut Criterion) {
         b.iter(|| Token::parse(black_box("69863939442606081234567")))
     });
 
-    let slots = Slots::new(1 << 16);
+    // The server's default size. No protection window, so that the timed loops can go on
+    // registering at one tick: slots are reused as in a busy steady state.
+    let slots = Slots::new(1 << 16, 0, 0, SlotKeys::random());
     let pending = Pending {
-        path_id: 7,
-        registered_at: 100,
+        path: 7,
+        tick: 100,
+        wall_secs: 1_706_450_591,
+        client: 3,
     };
     group.bench_function("register", |b| {
         b.iter(|| slots.register(black_box(pending)).unwrap())
     });
     group.bench_function("register_claim_count", |b| {
         b.iter(|| {
-            let token = slots.register(pending).unwrap();
+            let token = slots.register(pending).unwrap().token;
             slots.claim(token, 1_000, 190).unwrap().counted(42);
-            slots.counted_visit(token)
+            slots.page_left(token)
         })
     });
     group.bench_function("claim_unknown", |b| {
@@ -113,10 +121,30 @@ fn tokens_and_slots(c: &mut Criterion) {
                 .is_err()
         })
     });
+    // A flood against a full array of protected visits: every probe is refused.
+    let full = Slots::new(1 << 10, 0, 3_000, SlotKeys::random());
+    while full.register(pending).is_ok() {}
+    group.bench_function("register_refused_all_protected", |b| {
+        b.iter(|| full.register(black_box(pending)).is_err())
+    });
+    let live = Slots::new(1 << 16, 0, 3_000, SlotKeys::random());
+    for i in 0..20_000 {
+        let _ = live.register(Pending {
+            path: i % 100,
+            ..pending
+        });
+    }
+    group.bench_function("live_65536_slots_20000_pending", |b| {
+        b.iter(|| {
+            let mut open = 0u32;
+            live.live(black_box(200), 3_000, |_| open += 1);
+            open
+        })
+    });
 
     // Two threads (the machine's cores) registering and counting on the same small array,
     // so they collide on slots and on the ticket counter.
-    let shared = Arc::new(Slots::new(64));
+    let shared = Arc::new(Slots::new(64, 0, 0, SlotKeys::random()));
     group.bench_function("contended_2_threads", |b| {
         b.iter_custom(|iterations| {
             let barrier = Arc::new(Barrier::new(2));
@@ -127,8 +155,8 @@ fn tokens_and_slots(c: &mut Criterion) {
                         barrier.wait();
                         let started = Instant::now();
                         for _ in 0..iterations {
-                            if let Ok(token) = slots.register(pending)
-                                && let Ok(claim) = slots.claim(token, 1_000, 0)
+                            if let Ok(registered) = slots.register(pending)
+                                && let Ok(claim) = slots.claim(registered.token, 1_000, 0)
                             {
                                 claim.counted(1);
                             }
@@ -143,6 +171,57 @@ fn tokens_and_slots(c: &mut Criterion) {
                 .max()
                 .unwrap_or(Duration::ZERO)
         })
+    });
+    group.finish();
+}
+
+fn clients(c: &mut Criterion) {
+    let mut group = c.benchmark_group("clients");
+    let key = Key::random();
+    group.bench_function("siphash_u64", |b| b.iter(|| key.hash_u64(black_box(42))));
+    let limiter = ClientLimiter::new(256, Duration::from_secs(300), Key::random());
+    let v4: IpAddr = "203.0.113.7".parse().unwrap();
+    let v6: IpAddr = "2001:db8:1:2::7".parse().unwrap();
+    group.bench_function("bucket_ipv4", |b| b.iter(|| limiter.bucket(black_box(v4))));
+    group.bench_function("bucket_ipv6", |b| b.iter(|| limiter.bucket(black_box(v6))));
+    let bucket = limiter.bucket(v4);
+    group.bench_function("acquire_release", |b| {
+        b.iter(|| {
+            limiter.acquire(black_box(bucket), 1_000).unwrap();
+            limiter.release(bucket, 1_000);
+        })
+    });
+    // A flooding client: refused, with the time until room frees up.
+    for _ in 0..256 {
+        limiter.acquire(bucket, 2_000).unwrap();
+    }
+    group.bench_function("acquire_refused", |b| {
+        b.iter(|| limiter.acquire(black_box(bucket), 2_000).is_err())
+    });
+
+    let proxies = |address: IpAddr| match address {
+        IpAddr::V4(v4) => v4.octets()[0] == 10,
+        IpAddr::V6(v6) => v6.octets()[0] == 0xfd,
+    };
+    let peer: IpAddr = "10.0.0.1".parse().unwrap();
+    let mut chain = HeaderMap::new();
+    chain.insert(
+        "x-forwarded-for",
+        HeaderValue::from_static("198.51.100.7, 10.0.0.3, 10.0.0.2"),
+    );
+    group.bench_function("client_ip_two_proxies", |b| {
+        b.iter(|| forwarded::client_ip(black_box(peer), &chain, proxies))
+    });
+    let untrusted: IpAddr = "203.0.113.9".parse().unwrap();
+    group.bench_function("client_ip_untrusted_peer", |b| {
+        b.iter(|| forwarded::client_ip(black_box(untrusted), &chain, proxies))
+    });
+    // A client that sends a long header of its own in front of the proxy's entry.
+    let mut spoofed = HeaderMap::new();
+    let long = format!("{}198.51.100.7", "10.0.0.9, ".repeat(1000));
+    spoofed.insert("x-forwarded-for", HeaderValue::from_str(&long).unwrap());
+    group.bench_function("client_ip_long_spoofed_header", |b| {
+        b.iter(|| forwarded::client_ip(black_box(peer), &spoofed, proxies))
     });
     group.finish();
 }
@@ -325,6 +404,7 @@ criterion_group!(
     routing,
     path_normalisation,
     tokens_and_slots,
+    clients,
     registry,
     script,
     dashboard,

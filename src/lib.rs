@@ -4,13 +4,16 @@
 
 pub mod access;
 pub mod api;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod cors;
 pub mod counting;
 pub mod dashboard;
 pub mod db;
+pub mod forwarded;
 pub mod http;
+pub mod keyed;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
@@ -38,6 +41,8 @@ pub struct App {
     pub db: db::Db,
     pub routes: routes::Routes,
     pub slots: slots::Slots,
+    /// Pending registrations per client address (SPEC §11).
+    pub clients: clients::ClientLimiter,
     pub registry: paths::Registry,
     pub writer: VisitWriter,
     pub clock: clock::Clock,
@@ -51,6 +56,16 @@ pub struct App {
     /// Permits to hold a full path list (see [`App::all_paths`]).
     pub path_lists: Arc<Semaphore>,
 }
+
+/// This instance's number in tokens (SPEC §11 `instance`; a setting to come).
+const INSTANCE: u8 = 0;
+/// Pending registrations a client may hold (SPEC §11 `max_pending_per_client`; a setting to
+/// come).
+const MAX_PENDING_PER_CLIENT: u32 = 256;
+/// How long a pending visit is safe from eviction, and the time a client's pending budget
+/// takes to drain.
+const PENDING_PROTECT: std::time::Duration = std::time::Duration::from_secs(300);
+const PENDING_PROTECT_TICKS: u32 = PENDING_PROTECT.as_secs() as u32 * clock::TICKS_PER_SEC;
 
 /// Pages that list every path at once; each holds the whole list until its response is sent.
 /// Memory all full path lists together may use, counted in units; the lists of a small site
@@ -99,7 +114,17 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     let app = Arc::new(App {
         db: db.clone(),
         routes: routes::Routes::new(),
-        slots: slots::Slots::new(config.visitor_slots as usize),
+        slots: slots::Slots::new(
+            config.visitor_slots as usize,
+            INSTANCE,
+            PENDING_PROTECT_TICKS,
+            slots::SlotKeys::random(),
+        ),
+        clients: clients::ClientLimiter::new(
+            MAX_PENDING_PER_CLIENT,
+            PENDING_PROTECT,
+            keyed::Key::random(),
+        ),
         registry: paths::Registry::new(checker, config.max_paths as usize),
         writer: writer.clone(),
         clock: clock::Clock::new(),

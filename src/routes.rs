@@ -167,9 +167,7 @@ async fn respond(app: &App, request: Request<Incoming>) -> Response<Body> {
             Route::ApiHistory if read => api::history(app, request.uri()).await,
             Route::Health if read => Ok(health(app).await),
             Route::Script if read => Ok(app.script.respond(request.headers())),
-            Route::Register if method == Method::GET => {
-                counting::register(app, request.uri()).await
-            }
+            Route::Register if method == Method::GET => counting::register(app, &request).await,
             Route::PostSleep if write => {
                 counting::post_sleep(app, param("token"), request.uri()).await
             }

@@ -56,9 +56,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             slot = connection_slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Usually out of file descriptors: pause instead of spinning.
                     tracing::warn!(error = %crate::logging::Chain(&error), "accept failed");
@@ -70,7 +70,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |request| {
+        let peer = crate::forwarded::Peer(peer.ip());
+        let service = service_fn(move |mut request: hyper::Request<_>| {
+            // For the per-client limit only; never stored or logged.
+            request.extensions_mut().insert(peer);
             let app = app.clone();
             async move {
                 let response =

@@ -414,12 +414,27 @@ async fn a_reused_slot_rejects_the_stale_token_instead_of_misattributing() {
     let tracker = Tracker::start(&config.set("OXITRAFFIC_VISITOR_SLOTS", "16"));
     tracker.wait_for_health(200, Duration::from_secs(15)).await;
     let db = PgCluster::shared().connect(&database).await;
+    // Pending visits are never evicted early, but a counted visit's slot is free to reuse.
     let stale = register(&tracker, "/old").await;
+    past_the_delay().await;
+    assert_eq!(
+        tracker.post(&format!("/post-sleep/{stale}")).await.status,
+        200
+    );
     let mut newer = Vec::new();
     for _ in 0..16 {
         newer.push(register(&tracker, "/new").await);
     }
+    assert_eq!(
+        tracker.get("/register?path=%2Fnew").await.status,
+        503,
+        "every slot holds a pending visit"
+    );
     past_the_delay().await;
+    assert_eq!(
+        tracker.post(&format!("/page-left/{stale}/30")).await.status,
+        404
+    );
     assert_eq!(
         tracker.post(&format!("/post-sleep/{stale}")).await.status,
         404
@@ -430,15 +445,12 @@ async fn a_reused_slot_rejects_the_stale_token_instead_of_misattributing() {
             200
         );
     }
-    let paths: Vec<String> = visits(&db)
-        .await
-        .into_iter()
-        .map(|(path, _, _)| path)
-        .collect();
+    let mut expected = vec![("/old".to_string(), None, None)];
+    expected.extend(vec![("/new".to_string(), None, None); 16]);
     assert_eq!(
-        paths,
-        vec!["/new".to_string(); 16],
-        "no visit was given to /old"
+        visits(&db).await,
+        expected,
+        "no visit was given to /old, no time to another visit"
     );
 }
 
@@ -450,9 +462,10 @@ async fn guessed_tokens_count_nothing() {
     let mut guesses = JoinSet::new();
     for i in 0..500u64 {
         let addr = tracker.addr;
-        // Neighbours of a real token and arbitrary numbers.
+        // Neighbours of a real token (below the instance bits, 48–52: another instance's
+        // token is 421) and arbitrary numbers.
         let guess = if i < 250 {
-            real ^ (1 << (16 + i % 37))
+            real ^ (1 << (16 + i % 32))
         } else {
             i * 1_000_003
         };
