@@ -13,11 +13,12 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use oxitraffic::api;
 use oxitraffic::clients::ClientLimiter;
-use oxitraffic::config::{Origin, UtcOffset};
+use oxitraffic::config::Origin;
 use oxitraffic::dashboard::chart::{self, Bar};
 use oxitraffic::dashboard::html::Html;
 use oxitraffic::dashboard::render::{self, Context, IndexData, Pages, Referrers, StatsData};
 use oxitraffic::dashboard::spent::Histogram;
+use oxitraffic::db::visits::RawVisit;
 use oxitraffic::forwarded;
 use oxitraffic::keyed::Key;
 use oxitraffic::paths::check::PathChecker;
@@ -231,14 +232,17 @@ fn registry(c: &mut Criterion) {
         Origin::parse("http://127.0.0.1:9").unwrap(),
         Duration::from_secs(1),
     );
-    let registry = Registry::new(checker, 100_000);
-    let paths: Vec<String> = (0..10_000).map(|i| format!("/blog/post-{i}")).collect();
-    registry.remember(
-        paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.as_str(), i as i32 + 1)),
+    let registry = Registry::new(
+        checker,
+        100_000,
+        Vec::new(),
+        Arc::new(oxitraffic::metrics::Metrics::new(
+            oxitraffic::routes::names(),
+        )),
     );
+    for i in 0..10_000 {
+        registry.remember(&format!("/blog/post-{i}"), i + 1);
+    }
     let mut group = c.benchmark_group("registry");
     group.bench_function("lookup_known_of_10k", |b| {
         b.iter(|| registry.lookup(black_box("/blog/post-7777")))
@@ -358,7 +362,6 @@ fn dashboard(c: &mut Criterion) {
 
 fn history(c: &mut Criterion) {
     let mut group = c.benchmark_group("api");
-    let offset = UtcOffset::from_minutes(120);
     group.bench_function("history_10k_visits", |b| {
         b.iter_batched_ref(
             || String::with_capacity(1 << 20),
@@ -371,10 +374,12 @@ fn history(c: &mut Criterion) {
                     };
                     api::push_visit(
                         out,
-                        1_706_450_591 + i * 37,
-                        referrer,
-                        Some((i % 900) as i32),
-                        offset,
+                        &RawVisit {
+                            unix_secs: 1_706_450_591 + i * 37,
+                            offset_secs: 7200,
+                            referrer: referrer.map(str::to_string),
+                            spent_time_seconds: Some((i % 900) as i32),
+                        },
                     );
                     out.push(',');
                 }

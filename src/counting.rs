@@ -1,24 +1,36 @@
-//! The script endpoints: `/register`, `/post-sleep/TOKEN` and `/page-left/TOKEN/SECONDS`.
+//! The script endpoints: `/register`, `/visitor`, `/post-sleep/TOKEN` and
+//! `/page-left/TOKEN/SECONDS`.
+//!
+//! Visitors are counted with no identifier (SPEC §9): every browser receives the same day
+//! marker, `Last-Modified: <start of the local day>`, with `Cache-Control: no-cache`, so it
+//! asks again next time and sends the marker back as `If-Modified-Since`. A marker from today
+//! means this browser was counted today already. `/register` carries the page's marker (its
+//! URL names the page), `/visitor` the site's (one URL for every page).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, SystemTime};
 
 use hyper::body::Bytes;
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
 
 use crate::App;
-use crate::clients::RetryAfter;
-use crate::clock::{self, TICKS_PER_SEC};
-use crate::db::writer::{NewVisit, WriteError};
+use crate::clock::TICKS_PER_SEC;
+use crate::db::visits::{Campaign, NewVisit};
+use crate::db::writer::WriteError;
 use crate::forwarded::{self, Peer};
 use crate::http::{self, Body, HttpError};
+use crate::metrics::{Registration, VisitorScope};
 use crate::paths::{self, Refusal};
 use crate::query;
 use crate::referrer;
 use crate::slots::{ClaimError, LookupError, Pending, Token};
+use crate::time;
+use crate::zone::LocalDay;
 
 /// Longest time on a page we accept: a day of visible time.
 pub const MAX_SPENT_SECONDS: u32 = 86_400;
+/// Longest campaign parameter kept (SPEC §9).
+pub const MAX_CAMPAIGN_CHARS: usize = 100;
 
 fn no_store(mut response: Response<Body>) -> Response<Body> {
     response
@@ -27,30 +39,40 @@ fn no_store(mut response: Response<Body>) -> Response<Body> {
     response
 }
 
-/// 421: the token belongs to another instance, which the load balancer should have asked.
-fn other_instance() -> HttpError {
-    HttpError::new(
-        StatusCode::MISDIRECTED_REQUEST,
-        "token issued by another instance",
-    )
+/// The day marker: stored by the browser (privately), revalidated every time.
+fn day_marker(mut response: Response<Body>, today: LocalDay) -> Response<Body> {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if let Ok(marker) = HeaderValue::from_str(&time::http_date(today.start)) {
+        headers.insert(header::LAST_MODIFIED, marker);
+    }
+    response
 }
 
-/// 429: the client holds as many pending registrations as it may.
-fn too_many_pending(RetryAfter(seconds): RetryAfter) -> Response<Body> {
-    let mut response = http::text(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too many pending visits from this address\n",
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    no_store(response)
+/// Whether the browser's copy carries today's marker: it was counted today already.
+fn seen_today(request: &HeaderMap, today: LocalDay) -> bool {
+    request
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(time::parse_http_date)
+        .is_some_and(|since| since >= today.start)
 }
 
 fn parse_token(text: &str) -> Result<Token, HttpError> {
     Token::parse(text).ok_or_else(|| {
         HttpError::bad_request("malformed token: expected the number /register returned")
     })
+}
+
+/// 421: the token belongs to another instance, which the load balancer should have asked.
+fn other_instance(instance: u8) -> HttpError {
+    HttpError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        format!("token of instance {instance}: send it to that instance"),
+    )
 }
 
 impl From<WriteError> for HttpError {
@@ -67,63 +89,143 @@ impl From<WriteError> for HttpError {
     }
 }
 
-/// `GET /register?path=PATH`: a token for a new pending visit of a known (or newly
-/// validated) path.
-pub async fn register<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
-    let path = paths::path_from_query(request.uri().query())?;
-    // A known path is answered from memory; a new one is checked with the site once.
-    let path_id = app
-        .registry
-        .resolve(&path, &app.db)
-        .await
-        .map_err(|refusal| match refusal {
-            Refusal::NotOnSite => HttpError::not_found("path not found on the tracked site"),
-            Refusal::LimitReached => {
-                HttpError::not_found("path not tracked: the path limit is reached")
-            }
-            Refusal::Unavailable(reason) => HttpError::unavailable(reason),
-        })?;
-    // No proxy is trusted yet (`trusted_proxies` is a setting to come): the peer is the
-    // client. Requests that did not come through the server's accept loop share a bucket.
+/// The client's address: the peer, or what a trusted proxy says it forwarded for.
+fn client_bucket<B>(app: &App, request: &Request<B>) -> u16 {
     let peer = request
         .extensions()
         .get::<Peer>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.0);
-    let client = app
-        .clients
-        .bucket(forwarded::client_ip(peer, request.headers(), |_| false));
-    let tick = app.clock.ticks_ceil();
-    if let Err(retry_after) = app.clients.acquire(client, tick) {
-        return Ok(too_many_pending(retry_after));
-    }
-    let pending = Pending {
-        path: path_id as u32,
-        tick,
-        wall_secs: clock::wall_secs(),
-        client,
-    };
-    let registered = app.slots.register(pending).map_err(|_| {
-        app.clients.release(client, tick);
-        HttpError::unavailable("too many visits are pending right now")
-    })?;
-    if let Some(evicted) = registered.evicted {
-        app.clients.release(evicted, tick);
-    }
-    Ok(no_store(http::json(
-        StatusCode::OK,
-        Bytes::from(registered.token.get().to_string()),
-    )))
+        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.0);
+    let trusted = &app.config.trusted_proxies;
+    let client = forwarded::client_ip(peer, request.headers(), |address| {
+        trusted.iter().any(|net| net.contains(address))
+    });
+    app.clients.bucket(client)
 }
 
-/// `POST /post-sleep/TOKEN[?referrer=URL]`: counts the visit, once.
-pub async fn post_sleep(app: &App, token: &str, uri: &Uri) -> Result<Response<Body>, HttpError> {
+/// `GET /register?path=PATH`: a token for a new pending visit of a known (or newly
+/// validated) path, and a view.
+pub async fn register<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let outcome = register_view(app, request).await;
+    app.metrics.registration(match &outcome {
+        Ok(_) => Registration::Ok,
+        Err((outcome, _)) => *outcome,
+    });
+    outcome.map_err(|(_, error)| error)
+}
+
+async fn register_view<B>(
+    app: &App,
+    request: &Request<B>,
+) -> Result<Response<Body>, (Registration, HttpError)> {
+    let path = paths::path_from_query(request.uri().query())
+        .map_err(|error| (Registration::BadRequest, error))?;
+    // A known path is answered from memory; a new one is checked with the site once.
+    let path_index =
+        app.registry
+            .resolve(&path, &app.db)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Excluded => (
+                    Registration::Excluded,
+                    HttpError::not_found("path excluded"),
+                ),
+                Refusal::NotOnSite => (
+                    Registration::NotOnSite,
+                    HttpError::not_found("path not found on the tracked site"),
+                ),
+                Refusal::LimitReached => (
+                    Registration::PathLimit,
+                    HttpError::not_found("path not tracked: the path limit is reached"),
+                ),
+                Refusal::Unavailable(reason) => {
+                    (Registration::Unavailable, HttpError::unavailable(reason))
+                }
+            })?;
+    let client = client_bucket(app, request);
+    let now = app.clock.ticks_ceil();
+    app.clients.acquire(client, now).map_err(|retry| {
+        app.metrics.client_limited();
+        (
+            Registration::ClientLimit,
+            HttpError::too_many("too many pending visits from this address", retry.0),
+        )
+    })?;
+    let today = app.days.today();
+    let registered = app
+        .slots
+        .register(Pending {
+            path: path_index,
+            tick: now,
+            wall_secs: time::now_unix() as u32,
+            client,
+        })
+        .map_err(|_| {
+            app.clients.release(client, now);
+            (
+                Registration::Busy,
+                HttpError::unavailable("too many visits are pending right now"),
+            )
+        })?;
+    if let Some(evicted) = registered.evicted {
+        app.clients.release(evicted, now);
+    }
+    let new_visitor = !seen_today(request.headers(), today);
+    app.views.view(path_index, today.day, new_visitor);
+    app.metrics.view();
+    if new_visitor {
+        app.metrics.visitor(VisitorScope::Page);
+    }
+    app.registry.note_name(path_index, &path);
+    Ok(day_marker(
+        http::json(
+            StatusCode::OK,
+            Bytes::from(registered.token.get().to_string()),
+        ),
+        today,
+    ))
+}
+
+/// `GET /visitor`: the site's day marker. 200 counts a browser new to the site today; 304
+/// (no body) says it was counted already.
+pub fn visitor<B>(app: &App, request: &Request<B>) -> Response<Body> {
+    let today = app.days.today();
+    if seen_today(request.headers(), today) {
+        return day_marker(http::empty(StatusCode::NOT_MODIFIED), today);
+    }
+    app.views.site_visitor(today.day);
+    app.metrics.visitor(VisitorScope::Site);
+    day_marker(http::text(StatusCode::OK, "counted\n"), today)
+}
+
+/// A campaign parameter as kept: at most 100 characters; anything malformed (a control
+/// character, a broken escape, given twice, too long) drops the parameter, never the visit.
+fn campaign_part(query: Option<&str>, name: &str) -> Option<String> {
+    let value = query::param(query, name).ok()??;
+    let value = value.trim();
+    (!value.is_empty() && value.chars().count() <= MAX_CAMPAIGN_CHARS).then(|| value.to_string())
+}
+
+/// `POST /post-sleep/TOKEN[?referrer=URL][&utm_source=…&utm_medium=…&utm_campaign=…]`:
+/// counts the visit, once.
+pub async fn post_sleep<B>(
+    app: &App,
+    token: &str,
+    request: &Request<B>,
+) -> Result<Response<Body>, HttpError> {
     let token = parse_token(token)?;
-    let referrer = query::param(uri.query(), "referrer")?
+    let query = request.uri().query();
+    let referrer = query::param(query, "referrer")?
         .and_then(|raw| referrer::clean(&raw, &app.config.tracked_origin));
+    let campaign = Campaign {
+        source: campaign_part(query, "utm_source"),
+        medium: campaign_part(query, "utm_medium"),
+        campaign: campaign_part(query, "utm_campaign"),
+    };
     let min_delay = app.config.min_delay_secs * TICKS_PER_SEC;
+    let now = app.clock.ticks();
     let claim = app
         .slots
-        .claim(token, app.clock.ticks(), min_delay)
+        .claim(token, now, min_delay)
         .map_err(|error| match error {
             ClaimError::NotFound => {
                 HttpError::not_found("unknown, expired or already counted token")
@@ -131,19 +233,25 @@ pub async fn post_sleep(app: &App, token: &str, uri: &Uri) -> Result<Response<Bo
             ClaimError::TooEarly { wait_ticks } => {
                 HttpError::too_early(wait_ticks.div_ceil(TICKS_PER_SEC))
             }
-            ClaimError::OtherInstance(_) => other_instance(),
+            ClaimError::OtherInstance(instance) => other_instance(instance),
         })?;
     let pending = claim.pending();
+    let path_id = app
+        .registry
+        .db_id(pending.path)
+        .ok_or_else(|| HttpError::not_found("unknown, expired or already counted token"))?;
     let visit = NewVisit {
         token: token.get() as i64,
-        path_id: pending.path as i32,
-        registered_at: clock::wall_time(pending.wall_secs),
+        path_id,
+        registered_at: SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(pending.wall_secs)),
         referrer,
+        campaign,
     };
     // On failure the claim is dropped and the token stays usable for the script's retry.
     let visit_id = app.writer.insert(visit).await?;
     claim.counted(visit_id);
     app.clients.release(pending.client, app.clock.ticks());
+    app.metrics.visit();
     Ok(no_store(http::text(StatusCode::OK, "counted\n")))
 }
 
@@ -161,8 +269,60 @@ pub async fn page_left(app: &App, token: &str, seconds: &str) -> Result<Response
         })?;
     let visit_id = app.slots.page_left(token).map_err(|error| match error {
         LookupError::NotFound => HttpError::not_found("unknown, expired or not yet counted token"),
-        LookupError::OtherInstance(_) => other_instance(),
+        LookupError::OtherInstance(instance) => other_instance(instance),
     })?;
     app.writer.set_spent_time(visit_id, seconds as i32).await?;
+    app.metrics.spent_time_report();
     Ok(no_store(http::text(StatusCode::OK, "stored\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campaign_parameters_are_kept_or_dropped_never_refused() {
+        let query = Some("utm_source=news%20letter&utm_medium=%00x&utm_campaign=a&utm_campaign=b");
+        assert_eq!(
+            campaign_part(query, "utm_source").as_deref(),
+            Some("news letter")
+        );
+        assert_eq!(
+            campaign_part(query, "utm_medium"),
+            None,
+            "control character"
+        );
+        assert_eq!(campaign_part(query, "utm_campaign"), None, "given twice");
+        let long = format!("utm_source={}", "é".repeat(101));
+        assert_eq!(campaign_part(Some(&long), "utm_source"), None);
+        let fits = format!("utm_source={}", "é".repeat(100));
+        assert_eq!(
+            campaign_part(Some(&fits), "utm_source").map(|s| s.chars().count()),
+            Some(100)
+        );
+        assert_eq!(campaign_part(Some("utm_source=%zz"), "utm_source"), None);
+        assert_eq!(campaign_part(Some("utm_source="), "utm_source"), None);
+    }
+
+    #[test]
+    fn the_day_marker_is_the_start_of_the_local_day() {
+        let today = LocalDay::at_offset(1_706_450_591, 3600);
+        let mut headers = HeaderMap::new();
+        assert!(!seen_today(&headers, today));
+        headers.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_str(&time::http_date(today.start)).unwrap(),
+        );
+        assert!(seen_today(&headers, today));
+        headers.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_str(&time::http_date(today.start - 1)).unwrap(),
+        );
+        assert!(!seen_today(&headers, today), "yesterday's marker");
+        headers.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_static("garbage"),
+        );
+        assert!(!seen_today(&headers, today));
+    }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::body::{Bytes, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -80,15 +81,22 @@ impl hyper::body::Body for Body {
 const CHUNK_BYTES: usize = 16 * 1024;
 /// Chunks waiting to be written; with the chunk size this bounds a stream's memory.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// A streamed response must be read at least this fast on average, once the grace period is
+/// over, or it is cut: a client trickling a download holds a permit and memory for nothing.
+/// (Mobile networks manage well over 100 KiB/s.)
+pub const MIN_STREAM_RATE: u64 = 16 * 1024;
+const STREAM_RATE_GRACE: Duration = Duration::from_secs(30);
 
 /// The producing end of a streamed body: write text into [`Chunks::buf`], call
 /// [`Chunks::flush_if_full`] now and then, and [`Chunks::finish`] at the end.
 pub struct Chunks {
     sender: mpsc::Sender<Result<Bytes, StreamAborted>>,
     buf: String,
+    started: Instant,
+    sent: u64,
 }
 
-/// The client went away; stop producing.
+/// The client went away, or reads too slowly to keep: stop producing.
 #[derive(Debug)]
 pub struct ClientGone;
 
@@ -97,7 +105,8 @@ impl Chunks {
         &mut self.buf
     }
 
-    /// Sends the buffer once it holds a chunk's worth; waits while the client is behind.
+    /// Sends the buffer once it holds a chunk's worth; waits while the client is behind, as
+    /// long as its average rate stays above [`MIN_STREAM_RATE`].
     pub async fn flush_if_full(&mut self) -> Result<(), ClientGone> {
         if self.buf.len() >= CHUNK_BYTES {
             self.flush().await
@@ -111,7 +120,23 @@ impl Chunks {
             &mut self.buf,
             String::with_capacity(CHUNK_BYTES + 512),
         ));
-        self.sender.send(Ok(chunk)).await.map_err(|_| ClientGone)
+        self.sent += chunk.len() as u64;
+        // By then the client must have taken everything sent so far (but what fits in the
+        // channel) at the minimum rate.
+        let buffered = (CHUNK_BYTES * CHUNKS_IN_FLIGHT) as u64;
+        let due = Duration::from_secs_f64(
+            self.sent.saturating_sub(buffered) as f64 / MIN_STREAM_RATE as f64,
+        )
+        .max(STREAM_RATE_GRACE);
+        let deadline = tokio::time::Instant::from_std(self.started + due);
+        match tokio::time::timeout_at(deadline, self.sender.send(Ok(chunk))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ClientGone),
+            Err(_) => {
+                tracing::debug!(sent = self.sent, "cut a stream read below the minimum rate");
+                Err(ClientGone)
+            }
+        }
     }
 
     /// Sends what is left and ends the body.
@@ -124,7 +149,7 @@ impl Chunks {
 
     /// Ends the body as failed, so the client cannot mistake it for complete.
     pub async fn abort(self) {
-        let _ = self.sender.send(Err(StreamAborted)).await;
+        let _ = self.sender.try_send(Err(StreamAborted));
     }
 }
 
@@ -141,6 +166,8 @@ pub fn streamed(status: StatusCode, content_type: HeaderValue) -> (Response<Body
         Chunks {
             sender,
             buf: String::with_capacity(CHUNK_BYTES + 512),
+            started: Instant::now(),
+            sent: 0,
         },
     )
 }
@@ -178,15 +205,6 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     response
 }
 
-/// 405 with the `Allow` header listing what the route accepts.
-pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    response
-}
-
 /// An error a handler returns; it becomes a short plain-text response. The message is what
 /// the client sees, so it never carries internal details (those go to the log).
 #[derive(Debug)]
@@ -194,6 +212,8 @@ pub struct HttpError {
     pub status: StatusCode,
     pub message: Cow<'static, str>,
     retry_after: Option<u32>,
+    /// For 405: what the route accepts.
+    allow: Option<&'static str>,
 }
 
 impl HttpError {
@@ -202,15 +222,34 @@ impl HttpError {
             status,
             message: message.into(),
             retry_after: None,
+            allow: None,
+        }
+    }
+
+    /// 405 with the `Allow` header listing what the route accepts.
+    pub fn method_not_allowed(allow: &'static str) -> HttpError {
+        HttpError {
+            allow: Some(allow),
+            ..HttpError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+    }
+
+    /// 429: this client holds too much already; come back in `retry_after_secs` seconds.
+    pub fn too_many(message: impl Into<Cow<'static, str>>, retry_after_secs: u32) -> HttpError {
+        HttpError {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..HttpError::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
     /// 425: come back in `retry_after_secs` seconds.
     pub fn too_early(retry_after_secs: u32) -> HttpError {
         HttpError {
-            status: StatusCode::TOO_EARLY,
-            message: "too early: the minimum delay since registration has not passed".into(),
             retry_after: Some(retry_after_secs.max(1)),
+            ..HttpError::new(
+                StatusCode::TOO_EARLY,
+                "too early: the minimum delay since registration has not passed",
+            )
         }
     }
 
@@ -235,8 +274,14 @@ impl HttpError {
     }
 
     /// Adds what every form of this error carries (plain text, HTML page or JSON object):
-    /// `Retry-After` on 425 and 503, so clients (and count.js) pause instead of hammering.
+    /// `Retry-After` on 425, 429 and 503, so clients (and count.js) pause instead of
+    /// hammering, and `Allow` on 405.
     pub fn finish(&self, mut response: Response<Body>) -> Response<Body> {
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         let retry_after = match (self.retry_after, self.status) {
             (Some(seconds), _) => Some(seconds),
             (None, StatusCode::SERVICE_UNAVAILABLE) => Some(2),

@@ -13,8 +13,11 @@ pub mod dashboard;
 pub mod db;
 pub mod forwarded;
 pub mod http;
+pub mod insights;
 pub mod keyed;
+pub mod live;
 pub mod logging;
+pub mod maintenance;
 pub mod memory;
 pub mod metrics;
 pub mod paths;
@@ -25,130 +28,343 @@ pub mod script;
 pub mod server;
 pub mod slots;
 pub mod time;
+pub mod views;
+pub mod zone;
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use config::Config;
-use db::writer::{self, VisitWriter};
+use db::snapshots::{SavedSlot, SavedState, SlotSnapshot};
+use db::writer::VisitWriter;
+use db::{Db, Fatal};
 
 /// Everything a request handler can reach.
 pub struct App {
     pub config: Config,
-    pub db: db::Db,
+    pub db: Db,
     pub routes: routes::Routes,
     pub slots: slots::Slots,
-    /// Pending registrations per client address (SPEC §11).
     pub clients: clients::ClientLimiter,
     pub registry: paths::Registry,
+    pub views: views::Views,
     pub writer: VisitWriter,
+    /// Monotonic ticks, for delays.
     pub clock: clock::Clock,
+    /// The local day, for views, visitors and default ranges.
+    pub days: zone::DayClock,
     /// `count.js`, with this tracker's base URL and delay baked in.
     pub script: http::Cached,
+    pub openapi: http::Cached,
     /// `Access-Control-Allow-Origin` for the script endpoints.
     pub cors_origin: HeaderValue,
+    pub access: access::Gate,
+    pub metrics: Arc<metrics::Metrics>,
     pub dashboard: dashboard::Pages,
-    /// Permits for `/api/history` streams, each of which holds a database connection.
-    pub history_streams: Arc<Semaphore>,
-    /// Permits to hold a full path list (see [`App::all_paths`]).
-    pub path_lists: Arc<Semaphore>,
+    pub pages: insights::pages::PagesCache,
+    pub live: live::Live,
+    /// Permits for streamed downloads.
+    pub streams: Arc<Semaphore>,
 }
 
-/// This instance's number in tokens (SPEC §11 `instance`; a setting to come).
-const INSTANCE: u8 = 0;
-/// Pending registrations a client may hold (SPEC §11 `max_pending_per_client`; a setting to
-/// come).
-const MAX_PENDING_PER_CLIENT: u32 = 256;
-/// How long a pending visit is safe from eviction, and the time a client's pending budget
-/// takes to drain.
-const PENDING_PROTECT: std::time::Duration = std::time::Duration::from_secs(300);
-const PENDING_PROTECT_TICKS: u32 = PENDING_PROTECT.as_secs() as u32 * clock::TICKS_PER_SEC;
-
-/// Pages that list every path at once; each holds the whole list until its response is sent.
-/// Memory all full path lists together may use, counted in units; the lists of a small site
-/// take one unit each, so many load at once (and share the database connection's pipeline),
-/// while those of a site with tens of thousands of paths take many and queue.
-const PATH_LIST_UNITS: u32 = 64;
-const PATH_LIST_UNIT_BYTES: usize = 64 * 1024;
-/// A path in a list (its text and entry) plus the response's chunk buffers, generously.
-const PATH_LIST_BYTES_PER_PATH: usize = 96;
-const PATH_LIST_RESPONSE_BYTES: usize = 64 * 1024;
-
-impl App {
-    /// Every path with its visits, for `/` and `/api/counts`. The lists in memory at once fit
-    /// a fixed budget, so a crowd loading the dashboard of a large site waits a moment
-    /// instead of multiplying memory; the permit must be kept until the list is dropped.
-    pub async fn all_paths(&self) -> Result<(db::PathList, OwnedSemaphorePermit), http::HttpError> {
-        let bytes = self.registry.len() * PATH_LIST_BYTES_PER_PATH + PATH_LIST_RESPONSE_BYTES;
-        let units = bytes
-            .div_ceil(PATH_LIST_UNIT_BYTES)
-            .clamp(1, PATH_LIST_UNITS as usize) as u32;
-        let permit = self
-            .path_lists
-            .clone()
-            .acquire_many_owned(units)
-            .await
-            .expect("the semaphore is never closed");
-        let conn = self.db.reads()?;
-        let list = db::PathList::load(&conn).await.map_err(|error| {
-            tracing::warn!(error = %logging::Chain(&error), "could not list the paths");
-            http::HttpError::from(db::Unavailable)
-        })?;
-        Ok((list, permit))
-    }
+/// A pending visit is never evicted for another before this much time has passed (SPEC
+/// §12), longer when the delay itself is longer: a visitor who opened the page keeps the
+/// slot until counted.
+fn pending_protection(config: &Config) -> Duration {
+    live::WINDOW.max(Duration::from_secs(
+        2 * (u64::from(config.min_delay_secs) + 1),
+    ))
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests and
-/// writes every visit they accepted. The database is connected in the background: the
-/// server answers (with 503 where the database is needed) while PostgreSQL is unreachable.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) {
-    let db = db::Db::start(db::ConnectOptions::new(&config.db, config.utc_offset));
-    let (writer, writer_task) = VisitWriter::start(db.clone());
+/// How long the start waits for the database to restore the tokens of the last run before
+/// serving without them.
+const RESTORE_WAIT: Duration = Duration::from_secs(10);
+/// Each final database step of a shutdown may take this long: with the in-flight requests'
+/// grace (see `server`), a shutdown ends within 15 s even when the database hangs.
+const FINAL_STEP: Duration = Duration::from_millis(1500);
+
+/// Serves on `listener` until `shutdown` completes, then finishes in-flight requests, writes
+/// what they accepted and saves the pending visitors for the next start. The database is
+/// connected in the background: the server answers (with 503 where the database is needed)
+/// while PostgreSQL is unreachable. An error is a problem with the configuration that the
+/// database revealed (an unknown time zone); the process should exit with it.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let zone = match &config.time_zone {
+        Some(name) => zone::Zone::Named(name.clone()),
+        None => zone::Zone::Fixed(config.utc_offset.total_minutes() * 60),
+    };
+    let (fatal_tx, mut fatal) = mpsc::unbounded_channel::<Fatal>();
+    let metrics = Arc::new(metrics::Metrics::new(routes::names()));
+    let db = Db::start(
+        db::ConnectOptions::new(
+            &config.db,
+            &config.db.schema,
+            zone.clone(),
+            config.request_timeout,
+        ),
+        metrics.clone(),
+        fatal_tx,
+    );
+    let (writer, writer_task) = VisitWriter::start(db.clone(), metrics.clone());
     let checker = paths::check::PathChecker::new(
         config.tracked_origin_callback.clone(),
         config.path_check_timeout,
     );
+    let registry = paths::Registry::new(
+        checker,
+        config.max_paths as usize,
+        config.exclude_paths.clone(),
+        metrics.clone(),
+    );
+    let clock = clock::Clock::new();
+    let slots = tokio::select! {
+        slots = restore_slots(&config, &db, &registry, &clock) => slots,
+        Some(Fatal(message)) = fatal.recv() => return Err(message),
+    };
+    let protection = pending_protection(&config);
+    let access = access::Gate::new(
+        access::Policy {
+            dashboard: config.access.dashboard == config::Visibility::Private,
+            api: config.access.api == config::Visibility::Private,
+            metrics: config.access.metrics == config::Visibility::Private,
+        },
+        access::Credentials {
+            username: config.access.username.clone(),
+            password_hash: config.access.password_hash.clone(),
+            api_tokens: config.access.api_tokens.clone(),
+        },
+    )?;
     let app = Arc::new(App {
         db: db.clone(),
         routes: routes::Routes::new(),
-        slots: slots::Slots::new(
-            config.visitor_slots as usize,
-            INSTANCE,
-            PENDING_PROTECT_TICKS,
-            slots::SlotKeys::random(),
-        ),
         clients: clients::ClientLimiter::new(
-            MAX_PENDING_PER_CLIENT,
-            PENDING_PROTECT,
+            config.max_pending_per_client,
+            protection,
             keyed::Key::random(),
         ),
-        registry: paths::Registry::new(checker, config.max_paths as usize),
+        views: views::Views::new(config.max_paths as usize),
+        slots,
+        registry,
         writer: writer.clone(),
-        clock: clock::Clock::new(),
+        clock,
+        days: zone::DayClock::new(zone),
         script: script::count_js(&config.base_url, config.min_delay_secs),
-        dashboard: dashboard::Pages::new(),
-        history_streams: Arc::new(Semaphore::new(api::MAX_HISTORY_STREAMS)),
-        path_lists: Arc::new(Semaphore::new(PATH_LIST_UNITS as usize)),
+        openapi: api::openapi_document(),
         cors_origin: HeaderValue::from_str(config.tracked_origin.as_str())
             .expect("a validated origin is a valid header"),
+        access,
+        metrics,
+        dashboard: dashboard::Pages::new(),
+        pages: insights::pages::PagesCache::new(),
+        live: live::Live::default(),
+        streams: Arc::new(Semaphore::new(api::MAX_STREAMS)),
         config,
     });
     let loader = tokio::spawn(load_paths_on_connect(app.clone()));
+    let (stop_maintenance, maintenance_stop) = watch::channel(false);
+    let maintenance = tokio::spawn(maintenance::run(app.clone(), maintenance_stop));
 
-    server::serve(listener, app, shutdown).await;
+    let outcome = tokio::select! {
+        () = server::serve(listener, app.clone(), shutdown) => Ok(()),
+        Some(Fatal(message)) = fatal.recv() => Err(message),
+    };
 
     loader.abort();
-    writer.stop().await;
-    if tokio::time::timeout(writer::STOP_GRACE, writer_task)
+    let _ = stop_maintenance.send(true);
+    let _ = maintenance.await;
+    if tokio::time::timeout(FINAL_STEP, maintenance::flush_views(&app))
         .await
         .is_err()
     {
+        tracing::warn!("could not write the last views in time");
+    }
+    match tokio::time::timeout(FINAL_STEP, save_slots(&app)).await {
+        Ok(Ok(saved)) => tracing::info!(saved, "saved the pending visitors for the next start"),
+        Ok(Err(db::Unavailable)) | Err(_) => {
+            tracing::warn!("could not save the pending visitors; their visits will not count")
+        }
+    }
+    writer.stop().await;
+    if tokio::time::timeout(FINAL_STEP, writer_task).await.is_err() {
         tracing::warn!("the visit writer did not finish in time");
     }
     tracing::info!("stopped");
+    outcome
+}
+
+/// The slots of the last run of this instance (saved at its graceful shutdown), or empty
+/// ones. Waits a little for the database, then loads the known paths first: saved slots name
+/// paths by database id, the slot array by this process's index.
+async fn restore_slots(
+    config: &Config,
+    db: &Db,
+    registry: &paths::Registry,
+    clock: &clock::Clock,
+) -> slots::Slots {
+    let count = config.visitor_slots as usize;
+    let protect = ticks(pending_protection(config));
+    let fresh = || slots::Slots::new(count, config.instance, protect, slots::SlotKeys::random());
+    let mut connected = db.connected();
+    let waited = tokio::time::timeout(RESTORE_WAIT, async {
+        while db.writes().is_err() || db.reads().is_err() {
+            if connected.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        tracing::warn!(
+            "the database is not reachable yet: starting without the pending visitors of the last run"
+        );
+        return fresh();
+    }
+    let restored = async {
+        load_paths(registry, db).await?;
+        let Some(snapshot) = db.writes()?.take_slots(i16::from(config.instance)).await? else {
+            return Ok(None);
+        };
+        Ok::<_, db::Unavailable>(Some(snapshot))
+    }
+    .await;
+    let snapshot = match restored {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return fresh(),
+        Err(db::Unavailable) => {
+            tracing::warn!("could not read the pending visitors of the last run");
+            return fresh();
+        }
+    };
+    let Some(keys) = keys_from(&snapshot.keys) else {
+        tracing::warn!("the saved pending visitors are unreadable; starting without them");
+        return fresh();
+    };
+    // Time passed since the snapshot, by the wall clock (the only clock two processes share).
+    let since = SystemTime::now()
+        .duration_since(snapshot.saved_at)
+        .unwrap_or_default();
+    let indexes = registry.indexes_by_id();
+    let saved: Vec<slots::SavedSlot> = snapshot
+        .slots
+        .iter()
+        .filter_map(|saved| {
+            Some(slots::SavedSlot {
+                index: saved.slot,
+                tag: saved.tag,
+                path: *indexes.get(&saved.path_id)?,
+                age_ticks: ticks(saved.age + since),
+                visit: match saved.state {
+                    SavedState::Pending { registered_at } => slots::SavedVisit::Pending {
+                        wall_secs: time::unix_seconds(registered_at) as u32,
+                        client: 0,
+                    },
+                    SavedState::Counted {
+                        visit_id,
+                        page_left,
+                    } => slots::SavedVisit::Counted {
+                        visit_id,
+                        left: page_left,
+                    },
+                },
+            })
+        })
+        .collect();
+    let restored = saved.len();
+    let slots = slots::Slots::restore(
+        count,
+        config.instance,
+        protect,
+        slots::Snapshot {
+            count: count as u32,
+            instance: config.instance,
+            keys,
+            next_ticket: snapshot.next_ticket as u64,
+            slots: saved,
+        },
+        clock.ticks(),
+        ticks(pending_protection(config)),
+    );
+    tracing::info!(restored, "restored the pending visitors of the last run");
+    slots
+}
+
+fn ticks(duration: Duration) -> u32 {
+    (duration.as_millis() * u128::from(clock::TICKS_PER_SEC) / 1000).min(u128::from(u32::MAX))
+        as u32
+}
+
+fn keys_from(words: &[i64]) -> Option<slots::SlotKeys> {
+    let &[tag0, tag1, order0, order1] = words else {
+        return None;
+    };
+    Some(slots::SlotKeys {
+        tag: keyed::Key {
+            k0: tag0 as u64,
+            k1: tag1 as u64,
+        },
+        order: keyed::Key {
+            k0: order0 as u64,
+            k1: order1 as u64,
+        },
+    })
+}
+
+/// Writes the pending and counted-not-left visitors for the next start of this instance.
+async fn save_slots(app: &App) -> Result<usize, db::Unavailable> {
+    let now = app.clock.ticks();
+    let snapshot = app.slots.snapshot(now);
+    let wall_now = SystemTime::now();
+    let tick = Duration::from_millis(1000 / u64::from(clock::TICKS_PER_SEC));
+    let slots: Vec<SavedSlot> = snapshot
+        .slots
+        .iter()
+        .filter_map(|saved| {
+            Some(SavedSlot {
+                slot: saved.index,
+                tag: saved.tag,
+                path_id: app.registry.db_id(saved.path)?,
+                age: tick * saved.age_ticks,
+                state: match saved.visit {
+                    slots::SavedVisit::Pending { wall_secs, .. } => SavedState::Pending {
+                        registered_at: SystemTime::UNIX_EPOCH
+                            + Duration::from_secs(u64::from(wall_secs)),
+                    },
+                    slots::SavedVisit::Counted { visit_id, left } => SavedState::Counted {
+                        visit_id,
+                        page_left: left,
+                    },
+                },
+            })
+        })
+        .collect();
+    let keys = snapshot.keys;
+    let saved = slots.len();
+    app.db
+        .writes()?
+        .save_slots(
+            i16::from(app.config.instance),
+            &SlotSnapshot {
+                saved_at: wall_now,
+                keys: vec![
+                    keys.tag.k0 as i64,
+                    keys.tag.k1 as i64,
+                    keys.order.k0 as i64,
+                    keys.order.k1 as i64,
+                ],
+                next_ticket: snapshot.next_ticket as i64,
+                slots,
+            },
+        )
+        .await?;
+    Ok(saved)
 }
 
 /// Fills the path registry from the database each time the connection is (re)established,
@@ -159,27 +375,24 @@ async fn load_paths_on_connect(app: Arc<App>) {
         if connected.changed().await.is_err() {
             return;
         }
-        let Ok(conn) = app.db.reads() else { continue };
-        match load_paths(&app, &conn).await {
+        match load_paths(&app.registry, &app.db).await {
             Ok(()) => tracing::info!(paths = app.registry.len(), "loaded known paths"),
-            Err(error) => {
-                tracing::warn!(error = %crate::logging::Chain(&error), "could not load the known paths")
-            }
+            Err(db::Unavailable) => tracing::warn!("could not load the known paths"),
         }
     }
 }
 
-/// Reads the paths row by row, so a site with many paths never holds them all as rows.
-async fn load_paths(app: &App, conn: &db::Conn) -> Result<(), tokio_postgres::Error> {
-    let rows = conn
-        .client
-        .query_raw(&conn.statements.all_paths, std::iter::empty::<i32>())
-        .await?;
-    let mut rows = std::pin::pin!(rows);
-    while let Some(row) = db::next_row(rows.as_mut()).await {
-        let row = row?;
-        app.registry
-            .remember([(row.get::<_, &str>(1), row.get::<_, i32>(0))]);
+/// Reads the paths in chunks by id, so a site with many paths never holds them all as rows.
+async fn load_paths(registry: &paths::Registry, db: &Db) -> Result<(), db::Unavailable> {
+    let mut after = 0;
+    loop {
+        let chunk = db.reads()?.paths_after_id(after, 10_000).await?;
+        let Some(&(last, _)) = chunk.last() else {
+            return Ok(());
+        };
+        for (id, path) in &chunk {
+            registry.remember(path, *id);
+        }
+        after = last;
     }
-    Ok(())
 }

@@ -90,8 +90,13 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
             Ok(address) => tracing::info!("listening on http://{address}"),
             Err(error) => return fail(&format!("cannot read the listening address: {error}")),
         }
-        oxitraffic::run(listener, config, shutdown_signal()).await;
-        ExitCode::SUCCESS
+        match oxitraffic::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                tracing::error!("{message}");
+                fail(&message)
+            }
+        }
     })
 }
 

@@ -1,13 +1,19 @@
 //! The whole route table, and dispatch from a matched route to its handler.
+//!
+//! One row per route says everything about it besides its handler: the methods it answers
+//! (the `Allow` header), whether it is a script endpoint called cross-origin by `count.js`
+//! (CORS for the tracked origin only), who may see it (`access`), and how its errors are
+//! written (an HTML page, a JSON object, or a line of text).
+
+use std::time::Instant;
 
 use hyper::body::{Body as _, Incoming};
-
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use matchit::Router;
 
-use hyper::header::{self, HeaderValue};
-
 use crate::App;
+use crate::access::{self, Class};
 use crate::cors;
 use crate::http::{self, Body, HttpError};
 use crate::{api, counting, dashboard};
@@ -22,81 +28,144 @@ pub enum Route {
     Index,
     Stats,
     Style,
+    ApiSummary,
+    ApiDaily,
+    ApiPages,
+    ApiReferrers,
+    ApiCampaigns,
+    ApiLive,
+    ApiExport,
+    ApiOpenApi,
     ApiCounts,
     ApiCount,
     ApiHistory,
+    Metrics,
     Health,
     Script,
     Register,
+    Visitor,
     PostSleep,
     PageLeft,
 }
 
-/// The whole URL space; matchit rejects conflicting patterns at start-up.
-const TABLE: &[(&str, Route)] = &[
-    ("/", Route::Index),
-    ("/stats", Route::Stats),
-    ("/style.css", Route::Style),
-    ("/api/counts", Route::ApiCounts),
-    ("/api/count", Route::ApiCount),
-    ("/api/history", Route::ApiHistory),
-    ("/health", Route::Health),
-    ("/count.js", Route::Script),
-    ("/register", Route::Register),
-    ("/post-sleep/{token}", Route::PostSleep),
-    ("/page-left/{token}/{seconds}", Route::PageLeft),
-];
+/// How a route's errors are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Errors {
+    /// A complete dashboard page.
+    Page,
+    /// `{"error": "…"}`.
+    Json,
+    /// A line of plain text.
+    Text,
+}
 
-impl Route {
-    /// What the `Allow` header (and a CORS preflight) says for this route.
-    fn allowed_methods(self) -> &'static str {
-        match self {
-            Route::Index
-            | Route::Stats
-            | Route::Style
-            | Route::ApiCounts
-            | Route::ApiCount
-            | Route::ApiHistory
-            | Route::Health
-            | Route::Script => "GET, HEAD",
-            Route::Register => "GET, OPTIONS",
-            Route::PostSleep | Route::PageLeft => "GET, POST, OPTIONS",
-        }
-    }
+pub struct Spec {
+    pub pattern: &'static str,
+    pub route: Route,
+    /// Methods answered, as the `Allow` header lists them.
+    pub allow: &'static str,
+    /// Called cross-origin by `count.js`: CORS headers, preflights, foreign origins refused.
+    pub cors: bool,
+    pub access: Class,
+    pub errors: Errors,
+}
 
-    /// How this route's errors are written: HTML pages, JSON objects, or plain text.
-    fn error_response(self, app: &App, error: HttpError) -> Response<Body> {
-        match self {
-            Route::Index | Route::Stats => dashboard::error_page(app, error),
-            Route::ApiCounts | Route::ApiCount | Route::ApiHistory => api::error(error),
-            _ => error.into_response(),
-        }
-    }
-
-    /// Script endpoints are called cross-origin by `count.js` and carry CORS headers.
-    fn is_script_endpoint(self) -> bool {
-        matches!(
-            self,
-            Route::Script | Route::Register | Route::PostSleep | Route::PageLeft
-        )
+const fn spec(
+    pattern: &'static str,
+    route: Route,
+    allow: &'static str,
+    cors: bool,
+    access: Class,
+    errors: Errors,
+) -> Spec {
+    Spec {
+        pattern,
+        route,
+        allow,
+        cors,
+        access,
+        errors,
     }
 }
 
-pub struct Routes(Router<Route>);
+const READ: &str = "GET, HEAD";
+use Class::{Api, Dashboard, Public};
+use Errors::{Json, Page, Text};
+
+/// The whole URL space; matchit rejects conflicting patterns at start-up.
+#[rustfmt::skip]
+pub const TABLE: &[Spec] = &[
+    //    pattern                         route                 methods               cors   access            errors
+    spec("/",                             Route::Index,         READ,                 false, Dashboard,        Page),
+    spec("/stats",                        Route::Stats,         READ,                 false, Dashboard,        Page),
+    spec("/style.css",                    Route::Style,         READ,                 false, Public,           Text),
+    spec("/api/summary",                  Route::ApiSummary,    READ,                 false, Api,              Json),
+    spec("/api/daily",                    Route::ApiDaily,      READ,                 false, Api,              Json),
+    spec("/api/pages",                    Route::ApiPages,      READ,                 false, Api,              Json),
+    spec("/api/referrers",                Route::ApiReferrers,  READ,                 false, Api,              Json),
+    spec("/api/campaigns",                Route::ApiCampaigns,  READ,                 false, Api,              Json),
+    spec("/api/live",                     Route::ApiLive,       READ,                 false, Api,              Json),
+    spec("/api/export",                   Route::ApiExport,     READ,                 false, Api,              Json),
+    spec("/api/openapi.json",             Route::ApiOpenApi,    READ,                 false, Api,              Json),
+    spec("/api/counts",                   Route::ApiCounts,     READ,                 false, Api,              Json),
+    spec("/api/count",                    Route::ApiCount,      READ,                 false, Api,              Json),
+    spec("/api/history",                  Route::ApiHistory,    READ,                 false, Api,              Json),
+    spec("/metrics",                      Route::Metrics,       READ,                 false, Class::Metrics,   Text),
+    spec("/health",                       Route::Health,        READ,                 false, Public,           Text),
+    spec("/count.js",                     Route::Script,        READ,                 true,  Public,           Text),
+    spec("/register",                     Route::Register,      "GET, OPTIONS",       true,  Public,           Text),
+    spec("/visitor",                      Route::Visitor,       "GET, OPTIONS",       true,  Public,           Text),
+    spec("/post-sleep/{token}",           Route::PostSleep,     "GET, POST, OPTIONS", true,  Public,           Text),
+    spec("/page-left/{token}/{seconds}",  Route::PageLeft,      "GET, POST, OPTIONS", true,  Public,           Text),
+];
+
+/// The route labels of the metrics, in table order.
+pub const NAMES: [&str; TABLE.len()] = {
+    let mut names = [""; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        names[i] = TABLE[i].pattern;
+        i += 1;
+    }
+    names
+};
+
+pub fn names() -> &'static [&'static str] {
+    &NAMES
+}
+
+impl Spec {
+    fn allows(&self, method: &Method) -> bool {
+        self.allow
+            .split(", ")
+            .any(|allowed| allowed == method.as_str())
+    }
+
+    fn error_response(&self, app: &App, error: HttpError) -> Response<Body> {
+        match self.errors {
+            Errors::Page => dashboard::error_page(app, error),
+            Errors::Json => api::error(error),
+            Errors::Text => error.into_response(),
+        }
+    }
+}
+
+/// The table as a matchit router; values are indexes into [`TABLE`].
+pub struct Routes(Router<usize>);
 
 impl Routes {
     pub fn new() -> Routes {
         let mut router = Router::new();
-        for &(pattern, route) in TABLE {
+        for (index, spec) in TABLE.iter().enumerate() {
             router
-                .insert(pattern, route)
+                .insert(spec.pattern, index)
                 .expect("route patterns are valid and distinct");
         }
         Routes(router)
     }
 
-    /// The route for a request path, if any.
-    pub fn at<'p>(&self, path: &'p str) -> Option<(Route, matchit::Params<'_, 'p>)> {
+    /// The table row for a request path, if any.
+    pub fn at<'p>(&self, path: &'p str) -> Option<(usize, matchit::Params<'_, 'p>)> {
         self.0
             .at(path)
             .ok()
@@ -111,77 +180,106 @@ impl Default for Routes {
 }
 
 pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
-    let mut response = respond(app, request).await;
+    let started = Instant::now();
+    let (route, mut response) = respond(app, request).await;
     // Every body is exactly the type it says it is, errors included.
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(route) = route {
+        app.metrics
+            .record(route, response.status(), started.elapsed());
+    }
     response
 }
 
-async fn respond(app: &App, request: Request<Incoming>) -> Response<Body> {
+async fn respond(app: &App, request: Request<Incoming>) -> (Option<usize>, Response<Body>) {
     if request
         .uri()
         .path_and_query()
         .map_or(0, |pq| pq.as_str().len())
         > MAX_URI_BYTES
     {
-        return HttpError::new(StatusCode::URI_TOO_LONG, "request target too long").into_response();
+        let error = HttpError::new(StatusCode::URI_TOO_LONG, "request target too long");
+        return (None, error.into_response());
     }
     // No endpoint reads a body; a large one is refused rather than left to trickle in.
     if request.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
-        return HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-            .into_response();
+        let error = HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        return (None, error.into_response());
     }
-    let Some((route, params)) = app.routes.at(request.uri().path()) else {
-        return HttpError::not_found("not found").into_response();
+    let Some((index, params)) = app.routes.at(request.uri().path()) else {
+        return (None, HttpError::not_found("not found").into_response());
     };
+    let spec = &TABLE[index];
     let method = request.method();
-    let read = method == Method::GET || method == Method::HEAD;
-    let write = method == Method::GET || method == Method::POST;
-    let param = |name| params.get(name).unwrap_or_default();
 
-    let foreign_origin = match route.is_script_endpoint() {
-        true => cors::check_origin(request.headers(), &app.cors_origin).err(),
-        false => None,
-    };
-    if foreign_origin.is_none()
-        && method == Method::OPTIONS
-        && route.is_script_endpoint()
-        && route != Route::Script
-    {
-        return cors::preflight(route.allowed_methods(), &app.cors_origin);
+    if spec.cors {
+        if let Err(refused) = cors::check_origin(request.headers(), &app.cors_origin) {
+            let mut response = refused.into_response();
+            cors::allow(&mut response, &app.cors_origin);
+            return (Some(index), response);
+        }
+        if method == Method::OPTIONS && spec.allows(method) {
+            return (Some(index), cors::preflight(spec.allow, &app.cors_origin));
+        }
     }
-
-    let outcome = if let Some(refused) = foreign_origin {
-        Err(refused)
+    let outcome = if !spec.allows(method) {
+        Err(HttpError::method_not_allowed(spec.allow))
     } else {
-        match route {
-            Route::Index if read => dashboard::index(app).await,
-            Route::Stats if read => dashboard::stats(app, request.uri()).await,
-            // Pages link it with its version, so it is cached for a year.
-            Route::Style if read => Ok(app.dashboard.css.respond(request.headers())),
-            Route::ApiCounts if read => api::counts(app).await,
-            Route::ApiCount if read => api::count(app, request.uri()).await,
-            Route::ApiHistory if read => api::history(app, request.uri()).await,
-            Route::Health if read => Ok(health(app).await),
-            Route::Script if read => Ok(app.script.respond(request.headers())),
-            Route::Register if method == Method::GET => counting::register(app, &request).await,
-            Route::PostSleep if write => {
-                counting::post_sleep(app, param("token"), request.uri()).await
+        match app.access.check(spec.access, request.headers()).await {
+            Ok(()) => handle(app, spec.route, &params, &request).await,
+            Err(denied) => {
+                let response = denied.finish(
+                    spec.error_response(app, HttpError::new(denied.status(), denied.message())),
+                );
+                return (Some(index), response);
             }
-            Route::PageLeft if write => {
-                counting::page_left(app, param("token"), param("seconds")).await
-            }
-            _ => Ok(http::method_not_allowed(route.allowed_methods())),
         }
     };
-    let mut response = outcome.unwrap_or_else(|error| route.error_response(app, error));
-    if route.is_script_endpoint() {
+    let mut response = outcome.unwrap_or_else(|error| spec.error_response(app, error));
+    if spec.cors {
         cors::allow(&mut response, &app.cors_origin);
     }
-    response
+    if app.access.is_private(spec.access) {
+        access::mark_private(response.headers_mut());
+    }
+    (Some(index), response)
+}
+
+async fn handle(
+    app: &App,
+    route: Route,
+    params: &matchit::Params<'_, '_>,
+    request: &Request<Incoming>,
+) -> Result<Response<Body>, HttpError> {
+    let param = |name| params.get(name).unwrap_or_default();
+    let uri = request.uri();
+    match route {
+        Route::Index => dashboard::index(app, uri).await,
+        Route::Stats => dashboard::stats(app, uri).await,
+        // Pages link it with its version, so it is cached for a year.
+        Route::Style => Ok(app.dashboard.css.respond(request.headers())),
+        Route::ApiSummary => api::summary(app, uri).await,
+        Route::ApiDaily => api::daily(app, uri).await,
+        Route::ApiPages => api::pages(app, uri).await,
+        Route::ApiReferrers => api::referrers(app, uri).await,
+        Route::ApiCampaigns => api::campaigns(app, uri).await,
+        Route::ApiLive => api::live(app).await,
+        Route::ApiExport => api::export(app, uri).await,
+        Route::ApiOpenApi => Ok(app.openapi.respond(request.headers())),
+        Route::ApiCounts => api::counts(app).await,
+        Route::ApiCount => api::count(app, uri).await,
+        Route::ApiHistory => api::history(app, uri).await,
+        Route::Metrics => Ok(metrics(app)),
+        Route::Health => Ok(health(app).await),
+        Route::Script => Ok(app.script.respond(request.headers())),
+        Route::Register => counting::register(app, request).await,
+        Route::Visitor => Ok(counting::visitor(app, request)),
+        Route::PostSleep => counting::post_sleep(app, param("token"), request).await,
+        Route::PageLeft => counting::page_left(app, param("token"), param("seconds")).await,
+    }
 }
 
 async fn health(app: &App) -> Response<Body> {
@@ -192,6 +290,32 @@ async fn health(app: &App) -> Response<Body> {
     }
 }
 
+/// `GET /metrics`: the Prometheus text format.
+fn metrics(app: &App) -> Response<Body> {
+    let now = app.clock.ticks();
+    let mut live = 0;
+    app.slots.live(
+        now,
+        crate::live::WINDOW.as_secs() as u32 * crate::clock::TICKS_PER_SEC,
+        |_| live += 1,
+    );
+    let gauges = crate::metrics::Gauges {
+        pending_visitors: app.slots.pending_count(now) as u64,
+        live_visitors: live,
+        writer_queue_depth: app.writer.queued() as u64,
+        database_up: app.db.writes().is_ok() && app.db.reads().is_ok(),
+        visitor_slots: app.slots.len() as u64,
+        known_paths: app.registry.len() as u64,
+    };
+    let mut body = String::with_capacity(16 * 1024);
+    app.metrics.render(&gauges, &mut body);
+    let mut response = http::with_body(StatusCode::OK, crate::metrics::CONTENT_TYPE, body);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,15 +323,19 @@ mod tests {
     #[test]
     fn every_route_is_reachable_and_nothing_else() {
         let routes = Routes::new();
-        let route = |path| routes.at(path).map(|(r, _)| r);
-        assert_eq!(route("/"), Some(Route::Index));
-        assert_eq!(route("/stats"), Some(Route::Stats));
-        assert_eq!(route("/api/history"), Some(Route::ApiHistory));
-        assert_eq!(route("/health"), Some(Route::Health));
-        assert_eq!(route("/count.js"), Some(Route::Script));
-        assert_eq!(route("/register"), Some(Route::Register));
-        assert_eq!(route("/post-sleep/123"), Some(Route::PostSleep));
-        assert_eq!(route("/page-left/123/45"), Some(Route::PageLeft));
+        let route = |path: &str| routes.at(path).map(|(index, _)| TABLE[index].route);
+        for spec in TABLE {
+            let concrete = spec
+                .pattern
+                .replace("{token}", "123")
+                .replace("{seconds}", "45");
+            assert_eq!(
+                route(concrete.as_str()),
+                Some(spec.route),
+                "{}",
+                spec.pattern
+            );
+        }
         let (_, params) = routes.at("/page-left/123/45").unwrap();
         assert_eq!(
             (params.get("token"), params.get("seconds")),
@@ -221,8 +349,35 @@ mod tests {
             "/post-sleep",
             "/post-sleep/1/2",
             "/page-left/1",
+            "/api",
+            "/api/",
         ] {
             assert!(routes.at(path).is_none(), "{path}");
         }
+    }
+
+    #[test]
+    fn the_table_keeps_its_promises() {
+        for spec in TABLE {
+            let is_api = spec.pattern.starts_with("/api/");
+            assert_eq!(is_api, spec.access == Class::Api, "{}", spec.pattern);
+            assert_eq!(is_api, spec.errors == Errors::Json, "{}", spec.pattern);
+            // Browsers send preflights to exactly the cross-origin endpoints.
+            assert_eq!(
+                spec.cors && spec.route != Route::Script,
+                spec.allow.contains("OPTIONS"),
+                "{}",
+                spec.pattern
+            );
+            if spec.cors || spec.route == Route::Health {
+                assert_eq!(
+                    spec.access,
+                    Class::Public,
+                    "{} is always public",
+                    spec.pattern
+                );
+            }
+        }
+        assert_eq!(NAMES[0], "/");
     }
 }

@@ -1,11 +1,10 @@
-//! Calendar arithmetic in a fixed UTC offset, for dates shown to people: local days, RFC 3339
-//! timestamps and short labels. Days are counted from 1970-01-01 (day 0), the form the
-//! database returns (`day - DATE '1970-01-01'`).
+//! Calendar arithmetic for dates shown to people: local days, RFC 3339 timestamps and short
+//! labels. A [`Day`] is a local date counted from 1970-01-01; the database exchanges days in
+//! that form (`day - DATE '1970-01-01'`), so no date type crosses the wire. Which instant
+//! belongs to which local day is the zone's business (see `zone`); nothing here knows zones.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::config::UtcOffset;
 
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -17,6 +16,97 @@ pub struct Date {
     pub year: i32,
     pub month: u32,
     pub day: u32,
+}
+
+/// A local date, as days since 1970-01-01 (day 0). PostgreSQL's `date` spans about ±5.8
+/// million years; a `Day` is kept well inside it by [`Day::parse`] (years 1–9999).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(i32);
+
+impl Day {
+    pub const fn from_days(days: i32) -> Day {
+        Day(days)
+    }
+
+    pub const fn days(self) -> i32 {
+        self.0
+    }
+
+    /// The day `n` days later (earlier when negative).
+    pub const fn plus(self, n: i32) -> Day {
+        Day(self.0 + n)
+    }
+
+    /// Days from `earlier` to `self`.
+    pub const fn since(self, earlier: Day) -> i32 {
+        self.0 - earlier.0
+    }
+
+    /// `YYYY-MM-DD`, strictly: four-digit year from 0001, real months and days.
+    pub fn parse(text: &str) -> Option<Day> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<u32> {
+            let part = &bytes[range];
+            part.iter()
+                .all(u8::is_ascii_digit)
+                .then(|| part.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
+        };
+        let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+        if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+            return None;
+        }
+        Some(Day(days_of(Date {
+            year: year as i32,
+            month,
+            day,
+        }) as i32))
+    }
+
+    pub fn date(self) -> Date {
+        date_of(i64::from(self.0))
+    }
+
+    /// The first day of this day's month.
+    pub fn month_start(self) -> Day {
+        let date = self.date();
+        Day(days_of(Date { day: 1, ..date }) as i32)
+    }
+
+    /// `Jan 28`, for chart axes.
+    pub fn short_label(self) -> String {
+        let date = self.date();
+        format!("{} {}", MONTHS[date.month as usize - 1], date.day)
+    }
+
+    /// `Jan 2024`, for month buckets.
+    pub fn month_label(self) -> String {
+        let date = self.date();
+        format!("{} {}", MONTHS[date.month as usize - 1], date.year)
+    }
+}
+
+/// `2024-01-28`.
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let date = self.date();
+        write!(f, "{:04}-{:02}-{:02}", date.year, date.month, date.day)
+    }
+}
+
+fn is_leap(year: u32) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// The date of a day number (days since 1970-01-01), proleptic Gregorian.
@@ -60,24 +150,31 @@ pub fn unix_seconds(time: SystemTime) -> i64 {
     }
 }
 
-/// The local day (in `offset`) that contains the instant `unix_secs`.
-pub fn local_day(unix_secs: i64, offset: UtcOffset) -> i64 {
-    (unix_secs + offset.total_seconds()).div_euclid(86_400)
+/// The system clock now, in Unix seconds.
+pub fn now_unix() -> i64 {
+    unix_seconds(SystemTime::now())
 }
 
-/// Today in `offset`.
-pub fn today(offset: UtcOffset) -> i64 {
-    local_day(unix_seconds(SystemTime::now()), offset)
+/// The day containing the instant `unix_secs` at a fixed offset of `offset_secs`.
+pub fn day_at_offset(unix_secs: i64, offset_secs: i32) -> Day {
+    Day((unix_secs + i64::from(offset_secs)).div_euclid(86_400) as i32)
 }
 
-/// Appends `2024-01-28T14:03:11+02:00` for the instant `unix_secs` seen in `offset`.
-pub fn write_rfc3339(out: &mut String, unix_secs: i64, offset: UtcOffset) {
-    let local = unix_secs + offset.total_seconds();
+/// Appends `+02:00`, `-03:30` or `+00:00`.
+pub fn write_offset(out: &mut String, offset_secs: i32) {
+    let sign = if offset_secs < 0 { '-' } else { '+' };
+    let minutes = offset_secs.unsigned_abs() / 60;
+    let _ = write!(out, "{sign}{:02}:{:02}", minutes / 60, minutes % 60);
+}
+
+/// Appends `2024-01-28T14:03:11+02:00` for the instant `unix_secs` seen at `offset_secs`.
+pub fn write_rfc3339(out: &mut String, unix_secs: i64, offset_secs: i32) {
+    let local = unix_secs + i64::from(offset_secs);
     let date = date_of(local.div_euclid(86_400));
     let second_of_day = local.rem_euclid(86_400);
     let _ = write!(
         out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{offset}",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         date.year,
         date.month,
         date.day,
@@ -85,39 +182,67 @@ pub fn write_rfc3339(out: &mut String, unix_secs: i64, offset: UtcOffset) {
         second_of_day / 60 % 60,
         second_of_day % 60
     );
+    write_offset(out, offset_secs);
 }
 
-/// `2024-01-28`.
-pub fn iso_date(days: i64) -> String {
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate), for `Last-Modified`.
+pub fn http_date(unix_secs: i64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let days = unix_secs.div_euclid(86_400);
     let date = date_of(days);
-    format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
+    let second_of_day = unix_secs.rem_euclid(86_400);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        date.day,
+        MONTHS[date.month as usize - 1],
+        date.year,
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
 }
 
-/// `Jan 28`, for chart axes.
-pub fn short_date(days: i64) -> String {
-    let date = date_of(days);
-    format!("{} {}", MONTHS[date.month as usize - 1], date.day)
-}
-
-/// `Jan 2024`, for month buckets.
-pub fn month_label(days: i64) -> String {
-    let date = date_of(days);
-    format!("{} {}", MONTHS[date.month as usize - 1], date.year)
-}
-
-/// The first day of the month containing `days`.
-pub fn month_start(days: i64) -> i64 {
-    let date = date_of(days);
-    days_of(Date { day: 1, ..date })
+/// The instant of an IMF-fixdate (the only form we send; browsers send back exactly what they
+/// received), or `None` for anything else.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 29 || &text[3..5] != ", " || !text.ends_with(" GMT") {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = bytes.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| part.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
+    };
+    let day = number(5..7)?;
+    let month = MONTHS.iter().position(|m| *m == &text[8..11])? as u32 + 1;
+    let year = number(12..16)?;
+    let (hour, minute, second) = (number(17..19)?, number(20..22)?, number(23..25)?);
+    let separators = [(7, b' '), (11, b' '), (16, b' '), (19, b':'), (22, b':')];
+    if separators.iter().any(|&(i, c)| bytes[i] != c)
+        || year == 0
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_of(Date {
+        year: year as i32,
+        month,
+        day,
+    });
+    Some(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn offset(minutes: i32) -> UtcOffset {
-        UtcOffset::from_minutes(minutes)
-    }
 
     #[test]
     fn day_numbers_round_trip_across_centuries_and_leap_days() {
@@ -165,52 +290,99 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_in_the_configured_offset() {
+    fn days_parse_strictly_and_print_back() {
+        assert_eq!(Day::parse("2024-01-28"), Some(Day(19_750)));
+        assert_eq!(Day::parse("2000-02-29").unwrap().to_string(), "2000-02-29");
+        assert_eq!(Day::parse("1970-01-01"), Some(Day(0)));
+        assert_eq!(Day::parse("0001-01-01").unwrap().to_string(), "0001-01-01");
+        assert_eq!(Day::parse("9999-12-31").unwrap().to_string(), "9999-12-31");
+        for bad in [
+            "",
+            "2024-1-28",
+            "2024-01-28 ",
+            "2024/01/28",
+            "2023-02-29",
+            "1900-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-04-31",
+            "0000-01-01",
+            "+024-01-01",
+            "2024-01-2x",
+            "٢٠٢٤-01-28",
+        ] {
+            assert_eq!(Day::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_with_the_instants_own_offset() {
         let instant = 1_706_450_591; // 2024-01-28T14:03:11Z
-        let format = |minutes| {
+        let format = |offset_secs| {
             let mut out = String::new();
-            write_rfc3339(&mut out, instant, offset(minutes));
+            write_rfc3339(&mut out, instant, offset_secs);
             out
         };
         assert_eq!(format(0), "2024-01-28T14:03:11+00:00");
-        assert_eq!(format(120), "2024-01-28T16:03:11+02:00");
-        assert_eq!(format(-210), "2024-01-28T10:33:11-03:30");
-        assert_eq!(format(600), "2024-01-29T00:03:11+10:00");
+        assert_eq!(format(7200), "2024-01-28T16:03:11+02:00");
+        assert_eq!(format(-12_600), "2024-01-28T10:33:11-03:30");
+        assert_eq!(format(36_000), "2024-01-29T00:03:11+10:00");
         let mut before_epoch = String::new();
-        write_rfc3339(&mut before_epoch, -1, offset(0));
+        write_rfc3339(&mut before_epoch, -1, 0);
         assert_eq!(before_epoch, "1969-12-31T23:59:59+00:00");
     }
 
     #[test]
     fn local_days_change_at_local_midnight() {
         let late_utc = 19_750 * 86_400 + 23 * 3600 + 30 * 60; // 2024-01-28 23:30 UTC
-        assert_eq!(local_day(late_utc, offset(0)), 19_750);
+        assert_eq!(day_at_offset(late_utc, 0), Day(19_750));
         assert_eq!(
-            local_day(late_utc, offset(60)),
-            19_751,
-            "00:30 on the 29th at +01:00"
+            day_at_offset(late_utc, 3600),
+            Day(19_751),
+            "00:30 at +01:00"
         );
-        assert_eq!(local_day(late_utc, offset(-60)), 19_750);
-        let early_utc = 19_750 * 86_400 + 30 * 60; // 00:30 UTC
+        assert_eq!(day_at_offset(late_utc, -3600), Day(19_750));
+        let early_utc = 19_750 * 86_400 + 30 * 60;
         assert_eq!(
-            local_day(early_utc, offset(-60)),
-            19_749,
-            "23:30 on the 27th at -01:00"
+            day_at_offset(early_utc, -3600),
+            Day(19_749),
+            "23:30 at -01:00"
         );
     }
 
     #[test]
     fn labels_and_months() {
-        assert_eq!(iso_date(19_750), "2024-01-28");
-        assert_eq!(short_date(19_750), "Jan 28");
-        assert_eq!(month_label(19_750), "Jan 2024");
-        assert_eq!(iso_date(month_start(19_750)), "2024-01-01");
-        let new_years_eve = days_of(Date {
-            year: 2023,
-            month: 12,
-            day: 31,
-        });
-        assert_eq!(iso_date(month_start(new_years_eve)), "2023-12-01");
-        assert_eq!(iso_date(month_start(new_years_eve + 1)), "2024-01-01");
+        let day = Day(19_750);
+        assert_eq!(day.short_label(), "Jan 28");
+        assert_eq!(day.month_label(), "Jan 2024");
+        assert_eq!(day.month_start().to_string(), "2024-01-01");
+        let new_years_eve = Day::parse("2023-12-31").unwrap();
+        assert_eq!(new_years_eve.month_start().to_string(), "2023-12-01");
+        assert_eq!(
+            new_years_eve.plus(1).month_start().to_string(),
+            "2024-01-01"
+        );
+        assert_eq!(new_years_eve.plus(1).since(new_years_eve), 1);
+    }
+
+    #[test]
+    fn http_dates_round_trip() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        for instant in [0, 784_111_777, 1_706_450_591, 1_706_400_000, 4_102_444_800] {
+            assert_eq!(parse_http_date(&http_date(instant)), Some(instant));
+        }
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Sun, 06 Xyz 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMTX",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{PgCluster, Tracker, TrackerConfig};
-use oxitraffic::config::UtcOffset;
+use oxitraffic::zone::Zone;
 
 /// Everything a migration could change, as text: tables, columns, indexes, functions,
 /// triggers and the recorded versions.
@@ -33,28 +33,38 @@ async fn schema_snapshot(client: &tokio_postgres::Client) -> String {
         .join("\n")
 }
 
+const ALL_VERSIONS: [i32; 3] = [1, 2, 3];
+
+fn utc() -> Zone {
+    Zone::Fixed(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_apply_once_and_running_them_again_changes_nothing() {
     let cluster = PgCluster::shared();
     let database = cluster.create_database().await;
     let mut client = cluster.connect(&database).await;
 
-    let first = oxitraffic::db::migrate(&mut client, UtcOffset::default())
+    let first = oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
         .await
         .unwrap();
-    assert_eq!(first.applied, vec![1]);
-    assert!(!first.counters_rebuilt);
+    assert_eq!(first.applied, ALL_VERSIONS);
     let before = schema_snapshot(&client).await;
     assert!(
         before.contains("column visits.registered_at timestamp with time zone"),
         "{before}"
     );
     assert!(before.contains("trigger visits_inserted"), "{before}");
+    assert!(
+        !before.contains("daily_visits"),
+        "version 1 counters are gone"
+    );
 
-    let second = oxitraffic::db::migrate(&mut client, UtcOffset::default())
+    let second = oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
         .await
         .unwrap();
     assert!(second.applied.is_empty());
+    assert!(!second.zone_changed);
     assert_eq!(schema_snapshot(&client).await, before);
 }
 
@@ -66,7 +76,7 @@ async fn concurrent_migrations_apply_each_version_exactly_once() {
     for _ in 0..4 {
         let mut client = cluster.connect(&database).await;
         runs.push(tokio::spawn(async move {
-            oxitraffic::db::migrate(&mut client, UtcOffset::default())
+            oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
                 .await
                 .unwrap()
         }));
@@ -76,16 +86,15 @@ async fn concurrent_migrations_apply_each_version_exactly_once() {
         applied.extend(run.await.unwrap().applied);
     }
     assert_eq!(
-        applied,
-        vec![1],
-        "exactly one of the four instances applied the migration"
+        applied, ALL_VERSIONS,
+        "exactly one of the four instances applied the migrations"
     );
 }
 
-async fn daily(client: &tokio_postgres::Client) -> Vec<(i32, String, i64)> {
+async fn path_days(client: &tokio_postgres::Client) -> Vec<(i32, String, i64)> {
     let rows = client
         .query(
-            "SELECT scope, day::text, visits FROM daily_visits WHERE visits <> 0 ORDER BY 1, 2",
+            "SELECT path_id, day::text, visits FROM path_days ORDER BY 1, 2",
             &[],
         )
         .await
@@ -96,37 +105,31 @@ async fn daily(client: &tokio_postgres::Client) -> Vec<(i32, String, i64)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn counters_follow_visits_and_are_rebuilt_when_the_offset_changes() {
+async fn roll_ups_follow_visits_and_a_new_zone_counts_new_days_only() {
     let cluster = PgCluster::shared();
     let database = cluster.create_database().await;
     let mut client = cluster.connect(&database).await;
-    oxitraffic::db::migrate(&mut client, UtcOffset::default())
+    oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
         .await
         .unwrap();
     client
         .batch_execute(
             "INSERT INTO paths (path) VALUES ('/a'), ('/b');
-             INSERT INTO visits (path_id, registered_at, referrer, spent_time_seconds, token) VALUES
-               (1, '2024-01-28 23:30:00+00', 'https://news.example', NULL, 1),
-               (1, '2024-01-28 12:00:00+00', NULL, 25, 2),
-               (2, '2024-01-29 00:10:00+00', 'https://news.example', 700, 3);
-             UPDATE visits SET spent_time_seconds = 50 WHERE token = 1;",
+             INSERT INTO visits (path_id, registered_at, referrer, spent_time_seconds) VALUES
+               (1, '2024-01-28 23:30:00+00', 'https://news.example/', NULL),
+               (1, '2024-01-28 12:00:00+00', NULL, 25),
+               (2, '2024-01-29 00:10:00+00', 'https://news.example/', 700);
+             UPDATE visits SET spent_time_seconds = 50 WHERE registered_at = '2024-01-28 23:30:00+00';",
         )
         .await
         .unwrap();
-    let utc = daily(&client).await;
     assert_eq!(
-        utc,
-        vec![
-            (0, "2024-01-28".into(), 2),
-            (0, "2024-01-29".into(), 1),
-            (1, "2024-01-28".into(), 2),
-            (2, "2024-01-29".into(), 1)
-        ]
+        path_days(&client).await,
+        vec![(1, "2024-01-28".into(), 2), (2, "2024-01-29".into(), 1)]
     );
-    let spent: Vec<(i32, i16, i64)> = client
+    let site: Vec<(String, i64, Vec<i32>)> = client
         .query(
-            "SELECT scope, bucket, visits FROM daily_spent_time WHERE visits <> 0 ORDER BY 1, 2",
+            "SELECT day::text, visits, ARRAY[spent_2, spent_4, spent_10] FROM site_days ORDER BY day",
             &[],
         )
         .await
@@ -136,14 +139,10 @@ async fn counters_follow_visits_and_are_rebuilt_when_the_offset_changes() {
         .collect();
     // 25 s → [20, 30) is bucket 2; 50 s → [45, 60) is bucket 4; 700 s → [600, 1200) is bucket 10.
     assert_eq!(
-        spent,
+        site,
         vec![
-            (0, 2, 1),
-            (0, 4, 1),
-            (0, 10, 1),
-            (1, 2, 1),
-            (1, 4, 1),
-            (2, 10, 1)
+            ("2024-01-28".into(), 2, vec![1, 1, 0]),
+            ("2024-01-29".into(), 1, vec![0, 0, 1])
         ]
     );
     let totals: Vec<i64> = client
@@ -155,29 +154,30 @@ async fn counters_follow_visits_and_are_rebuilt_when_the_offset_changes() {
         .collect();
     assert_eq!(totals, vec![2, 1]);
 
-    // At +01:00 the 23:30 UTC visit belongs to the 29th.
-    let outcome = oxitraffic::db::migrate(&mut client, UtcOffset::from_minutes(60))
+    // At +01:00 a visit at 23:30 UTC belongs to the next day; days already counted stay.
+    let outcome = oxitraffic::db::migrate(&mut client, "oxitraffic", &Zone::Fixed(3600))
         .await
         .unwrap();
-    assert!(outcome.counters_rebuilt);
+    assert!(outcome.zone_changed);
     assert_eq!(
-        daily(&client).await,
+        path_days(&client).await,
+        vec![(1, "2024-01-28".into(), 2), (2, "2024-01-29".into(), 1)],
+        "nothing is rebuilt"
+    );
+    client
+        .batch_execute(
+            "INSERT INTO visits (path_id, registered_at) VALUES (2, '2024-01-29 23:30:00+00')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        path_days(&client).await,
         vec![
-            (0, "2024-01-28".into(), 1),
-            (0, "2024-01-29".into(), 2),
-            (1, "2024-01-28".into(), 1),
-            (1, "2024-01-29".into(), 1),
-            (2, "2024-01-29".into(), 1)
+            (1, "2024-01-28".into(), 2),
+            (2, "2024-01-29".into(), 1),
+            (2, "2024-01-30".into(), 1)
         ]
     );
-    let totals: Vec<i64> = client
-        .query("SELECT visits FROM paths ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(totals, vec![2, 1], "totals survive the rebuild");
 }
 
 #[tokio::test(flavor = "multi_thread")]

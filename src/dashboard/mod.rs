@@ -12,11 +12,13 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode, Uri};
 
 use crate::App;
-use crate::db::{Conn, Unavailable};
+use crate::db::Unavailable;
+use crate::db::rollups::Scope;
 use crate::http::{self, Body, HttpError};
+use crate::insights::pages::Sort;
+use crate::insights::{self, Range};
 use crate::paths;
 use crate::query;
-use crate::time;
 use html::Html;
 use render::{Context, IndexData, Referrers, StatsData};
 
@@ -27,11 +29,9 @@ const CONTENT_SECURITY_POLICY: HeaderValue = HeaderValue::from_static(
     "default-src 'none'; style-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'",
 );
-/// Rows of the path table rendered per streamed chunk.
-const ROWS_PER_CHUNK: usize = 200;
+/// Paths listed on the index.
+const PATHS_SHOWN: usize = 100;
 const TOP_REFERRERS: i64 = 20;
-/// A day range wider than any data (about ±2,700 years) that PostgreSQL's dates still hold.
-const ALL_DAYS: (i32, i32) = (-1_000_000, 1_000_000);
 
 fn context(app: &App) -> Context<'_> {
     Context {
@@ -72,118 +72,63 @@ pub fn error_page(app: &App, error: HttpError) -> Response<Body> {
     error.finish(html_response(error.status, page))
 }
 
-fn db_error(error: tokio_postgres::Error) -> HttpError {
-    tracing::warn!(error = %crate::logging::Chain(&error), "a dashboard query failed");
-    HttpError::from(Unavailable)
+/// Visits per day of a range, for the charts.
+async fn series(app: &App, scope: Scope, range: Range) -> Result<Vec<(i64, i64)>, HttpError> {
+    let days = insights::daily(&app.db, scope, range).await?;
+    Ok(days
+        .iter()
+        .map(|d| (i64::from(d.day.days()), d.visits))
+        .collect())
 }
 
-/// Visits per day from `first` to `last` (inclusive), zeros filled in.
-async fn daily_series(
-    conn: &Conn,
-    scope: i32,
-    first: i64,
-    last: i64,
-) -> Result<Vec<(i64, i64)>, HttpError> {
-    let bounds = (first as i32, last as i32);
-    let rows = conn
-        .client
-        .query(
-            &conn.statements.daily_visits,
-            &[&scope, &bounds.0, &bounds.1],
-        )
-        .await
-        .map_err(db_error)?;
-    let mut series: Vec<(i64, i64)> = (first..=last).map(|day| (day, 0)).collect();
-    for row in rows {
-        let (day, visits): (i64, i64) = (row.get(0), row.get(1));
-        if let Some(slot) = series.get_mut((day - first) as usize) {
-            slot.1 = visits;
-        }
-    }
-    Ok(series)
+async fn referrers(
+    app: &App,
+    scope: Scope,
+    range: Range,
+    visits: i64,
+) -> Result<Referrers, HttpError> {
+    let hosts = insights::referrers(&app.db, scope, range, TOP_REFERRERS, TOP_REFERRERS).await?;
+    let mut top: Vec<(String, i64)> = hosts.into_iter().flat_map(|h| h.referrers).collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(TOP_REFERRERS as usize);
+    let total = visits.min(top.iter().map(|r| r.1).sum::<i64>().max(0));
+    Ok(Referrers { top, total })
 }
 
-async fn referrers(conn: &Conn, scope: i32, first: i32, last: i32) -> Result<Referrers, HttpError> {
-    let rows = conn
-        .client
-        .query(
-            &conn.statements.top_referrers,
-            &[&scope, &first, &last, &TOP_REFERRERS],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(Referrers {
-        top: rows.iter().map(|row| (row.get(0), row.get(1))).collect(),
-        total: rows.first().map_or(0, |row| row.get(2)),
-    })
-}
-
-async fn histogram(
-    conn: &Conn,
-    scope: i32,
-    first: i32,
-    last: i32,
-) -> Result<spent::Histogram, HttpError> {
-    let rows = conn
-        .client
-        .query(
-            &conn.statements.spent_time_histogram,
-            &[&scope, &first, &last],
-        )
-        .await
-        .map_err(db_error)?;
-    Ok(spent::Histogram::from_rows(&rows, &conn.spent_time_bounds))
-}
-
-/// `GET /`: every path by visits, site totals and the last 30 days.
-pub async fn index(app: &App) -> Result<Response<Body>, HttpError> {
-    let conn = app.db.reads()?;
-    let today = time::today(app.config.utc_offset);
-    let first = today - 29;
-    let totals = conn
-        .client
-        .query_one(&conn.statements.site_totals, &[])
-        .await
-        .map_err(db_error)?;
+/// `GET /`: site totals, the last 30 days, and the most visited paths.
+pub async fn index(app: &App, _uri: &Uri) -> Result<Response<Body>, HttpError> {
+    let today = app.days.today().day;
+    let range = Range::ending(today, 30);
+    let all_time = Range::ending(today, insights::MAX_RANGE_DAYS);
+    let summary = insights::summary(&app.db, Scope::Site, all_time).await?;
+    let page = app
+        .pages
+        .page(&app.db, range, Sort::Visits, 0, PATHS_SHOWN)
+        .await?;
     let data = IndexData {
-        total_visits: totals.get(0),
-        path_count: totals.get(1),
-        series: daily_series(&conn, 0, first, today).await?,
-        histogram: histogram(&conn, 0, ALL_DAYS.0, ALL_DAYS.1).await?,
-        referrers: referrers(&conn, 0, first as i32, today as i32).await?,
+        total_visits: summary.current.visits,
+        path_count: app.registry.len() as i64,
+        series: series(app, Scope::Site, range).await?,
+        histogram: spent::Histogram::from_insights(&summary.current.histogram),
+        referrers: referrers(app, Scope::Site, range, summary.current.visits).await?,
     };
-    drop(conn);
-    let (paths, permit) = app.all_paths().await?;
-    let (before, after) = app.dashboard.index(&context(app), &data);
-
-    // The table can have tens of thousands of rows: stream it in chunks so memory stays
-    // flat however many paths there are.
-    let (response, mut chunks) = http::streamed(StatusCode::OK, http::TEXT_HTML);
-    tokio::spawn(async move {
-        let _permit = permit;
-        chunks.buf().push_str(before.as_str());
-        let mut rows = Html::with_capacity(ROWS_PER_CHUNK * 160);
-        let mut remaining = paths.iter().peekable();
-        while remaining.peek().is_some() {
-            render::path_rows(&mut rows, remaining.by_ref().take(ROWS_PER_CHUNK));
-            chunks.buf().push_str(&rows.take());
-            if chunks.flush_if_full().await.is_err() {
-                return;
-            }
-        }
-        if paths.is_empty() {
-            chunks.buf().push_str(render::NO_PATHS_ROW);
-        }
-        chunks.buf().push_str(after.as_str());
-        let _ = chunks.finish().await;
-    });
-    Ok(secure(response))
+    let (mut before, after) = app.dashboard.index(&context(app), &data);
+    let mut rows = Html::new();
+    render::path_rows(
+        &mut rows,
+        page.rows.iter().map(|row| (row.path.as_str(), row.visits)),
+    );
+    if page.rows.is_empty() {
+        rows.raw(render::NO_PATHS_ROW);
+    }
+    before.append(&rows).append(&after);
+    Ok(html_response(StatusCode::OK, before))
 }
 
 /// `GET /stats?path=PATH[&range=30d]`, PATH in the form count.js sends it.
 pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let path = paths::path_from_query(uri.query())?;
-    let range = match query::param(uri.query(), "range")? {
+    let range_choice = match query::param(uri.query(), "range")? {
         None => render::DEFAULT_RANGE,
         Some(key) => render::RANGES
             .into_iter()
@@ -192,34 +137,28 @@ pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
                 HttpError::bad_request("unknown range: use 7d, 30d, 90d, 365d or all")
             })?,
     };
-
-    let conn = app.db.reads()?;
-    let (scope, total_visits) = conn
+    let found = app
+        .db
+        .reads()?
         .find_path(&path)
         .await
-        .map_err(db_error)?
+        .map_err(Unavailable::from)?
         .ok_or_else(|| HttpError::not_found("No page with this path has been registered."))?;
-    let today = time::today(app.config.utc_offset);
-    let first = match range.days {
-        Some(days) => today - (days - 1),
-        None => {
-            let row = conn
-                .client
-                .query_one(&conn.statements.first_day, &[&scope])
-                .await
-                .map_err(db_error)?;
-            row.get::<_, Option<i64>>(0).unwrap_or(today).min(today)
-        }
-    };
+    let today = app.days.today().day;
+    let days = range_choice
+        .days
+        .unwrap_or(i64::from(insights::MAX_RANGE_DAYS)) as i32;
+    let range = Range::ending(today, days);
+    let scope = Scope::Path(found.id);
+    let summary = insights::summary(&app.db, scope, range).await?;
     let data = StatsData {
-        series: daily_series(&conn, scope, first, today).await?,
-        referrers: referrers(&conn, scope, first as i32, today as i32).await?,
-        histogram: histogram(&conn, scope, first as i32, today as i32).await?,
+        series: series(app, scope, range).await?,
+        referrers: referrers(app, scope, range, summary.current.visits).await?,
+        histogram: spent::Histogram::from_insights(&summary.current.histogram),
         path,
-        range,
-        total_visits,
+        range: range_choice,
+        total_visits: found.visits,
     };
-    drop(conn);
     Ok(html_response(
         StatusCode::OK,
         app.dashboard.stats(&context(app), &data),

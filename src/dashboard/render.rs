@@ -8,7 +8,11 @@ use super::html::{Html, Template};
 use super::spent::{Estimate, Histogram};
 use crate::http::Cached;
 use crate::paths::normalize;
-use crate::time;
+use crate::time::Day;
+
+fn day(number: i64) -> Day {
+    Day::from_days(number as i32)
+}
 
 pub const CSS: &str = include_str!("../../assets/style.css");
 
@@ -271,7 +275,7 @@ pub const NO_PATHS_ROW: &str = "<tr><td colspan=\"2\" class=\"empty-note\">No pa
 
 fn span(series: &[(i64, i64)]) -> (String, String) {
     let day =
-        |entry: Option<&(i64, i64)>| entry.map_or_else(String::new, |(d, _)| time::iso_date(*d));
+        |entry: Option<&(i64, i64)>| entry.map_or_else(String::new, |(d, _)| day(*d).to_string());
     (day(series.first()), day(series.last()))
 }
 
@@ -282,8 +286,8 @@ pub fn bars_for(series: &[(i64, i64)]) -> (Vec<Bar>, &'static str) {
         let bars = series
             .iter()
             .map(|&(day, visits)| Bar {
-                label: time::short_date(day),
-                tooltip: format!("{}: {visits} {}", time::iso_date(day), plural(visits)),
+                label: self::day(day).short_label(),
+                tooltip: format!("{}: {visits} {}", self::day(day), plural(visits)),
                 value: visits,
             })
             .collect();
@@ -292,11 +296,11 @@ pub fn bars_for(series: &[(i64, i64)]) -> (Vec<Bar>, &'static str) {
     let mut bars: Vec<Bar> = Vec::new();
     let mut current_month = None;
     for &(day, visits) in series {
-        let month = time::month_start(day);
+        let month = self::day(day).month_start();
         if current_month != Some(month) {
             current_month = Some(month);
             bars.push(Bar {
-                label: time::month_label(day),
+                label: self::day(day).month_label(),
                 tooltip: String::new(),
                 value: 0,
             });

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use tokio_postgres::Row;
-
 use super::chart::Bar;
 
 pub struct Histogram {
@@ -54,12 +52,15 @@ fn short(seconds: i32) -> String {
 }
 
 impl Histogram {
-    /// From `(bucket, visits)` rows and the schema's bucket bounds.
-    pub fn from_rows(rows: &[Row], bounds: &[i32]) -> Histogram {
+    /// From the roll-ups' histogram.
+    pub fn from_insights(histogram: &crate::insights::Histogram) -> Histogram {
         Histogram::from_counts(
-            rows.iter()
-                .map(|row| (row.get::<_, i16>(0), row.get::<_, i64>(1))),
-            bounds,
+            histogram
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(bucket, &count)| (bucket as i16, count)),
+            &crate::insights::SPENT_BOUNDS,
         )
     }
 

@@ -9,26 +9,19 @@
 //! constraint violation) cannot fail its neighbours: the batch is retried row by row.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::visits::NewVisit;
 use super::{Conn, Db};
+use crate::metrics::{BatchKind, Metrics};
 
 /// Most jobs written in one statement.
 const MAX_BATCH: usize = 512;
 /// Jobs waiting for the writer; beyond this, handlers wait (back-pressure).
 const QUEUE: usize = 8192;
-
-/// A visit to store.
-#[derive(Debug, Clone)]
-pub struct NewVisit {
-    pub token: i64,
-    pub path_id: i32,
-    pub registered_at: SystemTime,
-    pub referrer: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteError {
@@ -55,9 +48,9 @@ pub struct VisitWriter {
 }
 
 impl VisitWriter {
-    pub fn start(db: Db) -> (VisitWriter, JoinHandle<()>) {
+    pub fn start(db: Db, metrics: Arc<Metrics>) -> (VisitWriter, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(db, queue));
+        let task = tokio::spawn(run(db, queue, metrics));
         (VisitWriter { jobs }, task)
     }
 
@@ -85,13 +78,19 @@ impl VisitWriter {
         answer.await.unwrap_or(Err(WriteError::Unavailable))
     }
 
-    /// Lets the writer finish what was queued, then stop.
+    /// Lets the writer finish what was queued, then stop. The caller bounds the wait: a hung
+    /// database must not hold a shutdown forever.
     pub async fn stop(&self) {
         let _ = self.jobs.send(Job::Stop).await;
     }
+
+    /// Jobs waiting for the writer right now.
+    pub fn queued(&self) -> usize {
+        QUEUE - self.jobs.capacity()
+    }
 }
 
-async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
+async fn run(db: Db, mut queue: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     let mut visits = Vec::new();
     let mut spent = Vec::new();
@@ -114,6 +113,10 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
                 Ok(conn) => write_visits(conn, visits.iter().map(|(v, _)| v)).await,
                 Err(_) => vec![Err(WriteError::Unavailable); visits.len()],
             };
+            match outcomes.iter().all(Result::is_ok) {
+                true => metrics.writer_batch(BatchKind::Visits, visits.len()),
+                false => metrics.writer_failure(),
+            }
             for ((_, reply), outcome) in visits.drain(..).zip(outcomes) {
                 let _ = reply.send(outcome);
             }
@@ -123,6 +126,10 @@ async fn run(db: Db, mut queue: mpsc::Receiver<Job>) {
                 Ok(conn) => write_spent_times(conn, spent.iter().map(|(id, s, _)| (*id, *s))).await,
                 Err(_) => Err(WriteError::Unavailable),
             };
+            match outcome {
+                Ok(()) => metrics.writer_batch(BatchKind::SpentTimes, spent.len()),
+                Err(_) => metrics.writer_failure(),
+            }
             for (_, _, reply) in spent.drain(..) {
                 let _ = reply.send(outcome);
             }
@@ -140,6 +147,14 @@ fn classify(error: &tokio_postgres::Error) -> WriteError {
         Some("22" | "23") => WriteError::Refused,
         _ => WriteError::Unavailable,
     }
+}
+
+/// A deadlock or serialization failure: another instance's writer locked the same roll-up
+/// rows in between; the same statement succeeds when run again.
+fn is_transient(error: &tokio_postgres::Error) -> bool {
+    error
+        .code()
+        .is_some_and(|code| code.code().starts_with("40"))
 }
 
 async fn write_visits<'a>(
@@ -179,44 +194,16 @@ fn stored(id: Option<i64>) -> Result<i64, WriteError> {
 }
 
 /// Inserts visits and returns their ids in input order, including the ids of rows an
-/// earlier attempt already stored.
+/// earlier attempt already stored; a transient conflict with another writer is retried once.
 async fn insert_batch<'a>(
     conn: &Conn,
-    visits: impl Iterator<Item = &'a NewVisit> + Clone,
+    visits: impl Iterator<Item = &'a NewVisit>,
 ) -> Result<Vec<Option<i64>>, tokio_postgres::Error> {
-    let tokens: Vec<i64> = visits.clone().map(|v| v.token).collect();
-    let path_ids: Vec<i32> = visits.clone().map(|v| v.path_id).collect();
-    let times: Vec<SystemTime> = visits.clone().map(|v| v.registered_at).collect();
-    let referrers: Vec<Option<&str>> = visits.map(|v| v.referrer.as_deref()).collect();
-    let rows = conn
-        .client
-        .query(
-            &conn.statements.insert_visits,
-            &[&tokens, &path_ids, &times, &referrers],
-        )
-        .await?;
-    let mut ids: HashMap<i64, i64> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-    if ids.len() < tokens.len() {
-        let (missing_tokens, missing_times): (Vec<i64>, Vec<SystemTime>) = tokens
-            .iter()
-            .zip(&times)
-            .filter(|(token, _)| !ids.contains_key(token))
-            .map(|(t, r)| (*t, *r))
-            .unzip();
-        let rows = conn
-            .client
-            .query(
-                &conn.statements.find_visits,
-                &[&missing_tokens, &missing_times],
-            )
-            .await?;
-        ids.extend(
-            rows.iter()
-                .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1))),
-        );
+    let visits: Vec<&NewVisit> = visits.collect();
+    match conn.insert_visits(&visits).await {
+        Err(error) if is_transient(&error) => conn.insert_visits(&visits).await,
+        outcome => outcome,
     }
-    // A token is unique among pending visits, so it identifies its row within a batch.
-    Ok(tokens.iter().map(|token| ids.get(token).copied()).collect())
 }
 
 async fn write_spent_times(
@@ -229,15 +216,12 @@ async fn write_spent_times(
         latest.insert(id, seconds);
     }
     let (ids, seconds): (Vec<i64>, Vec<i32>) = latest.into_iter().unzip();
-    conn.client
-        .execute(&conn.statements.update_spent_times, &[&ids, &seconds])
-        .await
-        .map(drop)
-        .map_err(|error| {
-            tracing::warn!(error = %crate::logging::Chain(&error), "could not write spent times");
-            classify(&error)
-        })
+    let outcome = match conn.set_spent_times(&ids, &seconds).await {
+        Err(error) if is_transient(&error) => conn.set_spent_times(&ids, &seconds).await,
+        outcome => outcome,
+    };
+    outcome.map(drop).map_err(|error| {
+        tracing::warn!(error = %crate::logging::Chain(&error), "could not write spent times");
+        classify(&error)
+    })
 }
-
-/// How long a stopped writer may take to finish its queue.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -1,12 +1,15 @@
-//! Which paths of the tracked site count: normalisation, the in-memory registry of known
-//! paths, and the check that admits a new one.
+//! Which paths of the tracked site count: normalisation, exclusions, the in-memory registry
+//! of known paths, and the check that admits a new one.
 //!
 //! Known and rejected paths are remembered by a keyed 64-bit hash (SipHash with a random
-//! per-process key) rather than by their text: the registry costs about 16 bytes per path,
-//! whatever its length, and nobody can craft a colliding path without the key. A miss asks
-//! the site once: concurrent requests for the same new path share one check, checks in
-//! flight are capped, and a rejected path is remembered (boundedly) so a flood of made-up
-//! paths costs the site one request each and nothing on repeat.
+//! per-process key) rather than by their text: the registry costs about 20 bytes per path,
+//! whatever its length, and nobody can craft a colliding path without the key. Each known
+//! path gets a dense index in this process (slots and the views tally refer to paths by it)
+//! mapped to its database id. A miss first asks the database (another instance may have
+//! registered the path), then the site, once: concurrent requests for the same new path
+//! share one check, checks in flight are capped, and a rejected path is remembered
+//! (boundedly) so a flood of made-up paths costs the site one request each and nothing on
+//! repeat. Excluded paths are refused before any of this.
 
 pub mod check;
 pub mod exclude;
@@ -20,9 +23,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::db::{Db, Unavailable};
+use crate::db::Db;
 use crate::http::HttpError;
+use crate::metrics::{Metrics, PathCheck};
 use check::{CheckFailed, PathChecker, Verdict};
+use exclude::PathPattern;
 
 /// The normalised `path` query parameter, or the 400 that says why there is none. No
 /// allocation beyond decoding the parameter when the path needed no change.
@@ -46,9 +51,15 @@ const REJECTED_TTL: Duration = Duration::from_secs(3600);
 /// At most one "path limit reached" warning per this interval.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Path texts remembered for the live view (pages open now are pages registered in the last
+/// minutes); beyond this many, the memory is cleared and refills as visitors come.
+const RECENT_NAMES: usize = 4096;
+
 /// Why a path cannot be registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// `exclude_paths` names it: never checked, stored or counted.
+    Excluded,
     /// The site says it has no such page.
     NotOnSite,
     /// `max_paths` paths are registered already.
@@ -100,12 +111,32 @@ impl Rejected {
     }
 }
 
-type CheckOutcome = Result<i32, Refusal>;
+type CheckOutcome = Result<u32, Refusal>;
+
+/// Known paths: hash → index, and index → database id.
+#[derive(Default)]
+struct Known {
+    by_hash: HashKeyed<u32>,
+    ids: Vec<i32>,
+}
+
+impl Known {
+    fn insert(&mut self, key: u64, id: i32) -> u32 {
+        let ids = &mut self.ids;
+        *self.by_hash.entry(key).or_insert_with(|| {
+            ids.push(id);
+            (ids.len() - 1) as u32
+        })
+    }
+}
 
 pub struct Registry {
     key: RandomState,
-    /// Path hash → database id.
-    known: RwLock<HashKeyed<i32>>,
+    known: RwLock<Known>,
+    /// Index → text of paths registered lately, for the live view.
+    names: RwLock<HashMap<u32, Box<str>>>,
+    exclude: Vec<PathPattern>,
+    metrics: Arc<Metrics>,
     rejected: Mutex<Rejected>,
     /// One shared check per new path.
     in_flight: Mutex<HashKeyed<Arc<OnceCell<CheckOutcome>>>>,
@@ -116,10 +147,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(checker: PathChecker, max_paths: usize) -> Registry {
+    pub fn new(
+        checker: PathChecker,
+        max_paths: usize,
+        exclude: Vec<PathPattern>,
+        metrics: Arc<Metrics>,
+    ) -> Registry {
         Registry {
             key: RandomState::new(),
-            known: RwLock::new(HashKeyed::default()),
+            known: RwLock::new(Known::default()),
+            names: RwLock::default(),
+            exclude,
+            metrics,
             rejected: Mutex::new(Rejected::default()),
             in_flight: Mutex::new(HashKeyed::default()),
             check_slots: Semaphore::new(MAX_CHECKS_IN_FLIGHT),
@@ -134,40 +173,103 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.known.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ids
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The database id of a known path, without asking anybody.
-    pub fn lookup(&self, path: &str) -> Option<i32> {
-        self.known_id(self.key_of(path))
+    /// Whether `exclude_paths` names this (normalised) path.
+    pub fn is_excluded(&self, path: &str) -> bool {
+        self.exclude.iter().any(|pattern| pattern.matches(path))
     }
 
-    fn known_id(&self, key: u64) -> Option<i32> {
+    /// The index of a known path, without asking anybody.
+    pub fn lookup(&self, path: &str) -> Option<u32> {
+        self.known_index(self.key_of(path))
+    }
+
+    fn known_index(&self, key: u64) -> Option<u32> {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .by_hash
             .get(&key)
             .copied()
     }
 
-    /// Remembers paths read from the database.
-    pub fn remember<'a>(&self, paths: impl IntoIterator<Item = (&'a str, i32)>) {
-        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        for (path, id) in paths {
-            known.insert(self.key_of(path), id);
-        }
+    /// The database id of a path index.
+    pub fn db_id(&self, index: u32) -> Option<i32> {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ids
+            .get(index as usize)
+            .copied()
     }
 
-    /// The database id for a normalised path, checking the site and registering the path
-    /// the first time it is seen.
-    pub async fn resolve(&self, path: &str, db: &Db) -> CheckOutcome {
+    /// Indexes by database id, for translating ids read back from the database (a restart's
+    /// saved slots). Built on demand: it is needed once per start.
+    pub fn indexes_by_id(&self) -> HashMap<i32, u32> {
+        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+        known
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(index, &id)| (id, index as u32))
+            .collect()
+    }
+
+    /// Remembers a path read from the database (or registered here) and returns its index;
+    /// a path known already keeps its index.
+    pub fn remember(&self, path: &str, id: i32) -> u32 {
         let key = self.key_of(path);
-        if let Some(id) = self.known_id(key) {
-            return Ok(id);
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, id)
+    }
+
+    /// Remembers the text of a path just registered by a visitor, for the live view.
+    pub fn note_name(&self, index: u32, path: &str) {
+        if self
+            .names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&index)
+        {
+            return;
+        }
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        if names.len() >= RECENT_NAMES {
+            names.clear();
+        }
+        names.insert(index, path.into());
+    }
+
+    /// The text of a path registered lately, if still remembered.
+    pub fn name(&self, index: u32) -> Option<Box<str>> {
+        self.names
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&index)
+            .cloned()
+    }
+
+    /// The index of a normalised path, checking the site and registering the path the first
+    /// time it is seen.
+    pub async fn resolve(&self, path: &str, db: &Db) -> CheckOutcome {
+        if self.is_excluded(path) {
+            return Err(Refusal::Excluded);
+        }
+        let key = self.key_of(path);
+        if let Some(index) = self.known_index(key) {
+            return Ok(index);
         }
         if self
             .rejected
@@ -199,17 +301,34 @@ impl Registry {
     }
 
     async fn check_and_register(&self, path: &str, key: u64, db: &Db) -> CheckOutcome {
+        let unavailable = |_| Refusal::Unavailable("database unavailable".into());
+        // The database must be able to take the path before the site is bothered; and
+        // another instance may have registered it already.
+        let conn = db.writes().map_err(unavailable)?;
+        let stored = conn.find_path(path).await.map_err(|error| {
+            tracing::warn!(error = %crate::logging::Chain(&error), "could not look a path up");
+            Refusal::Unavailable("database unavailable".into())
+        })?;
+        if let Some(found) = stored {
+            return Ok(self.known_insert(key, found.id));
+        }
         let Ok(_slot) = tokio::time::timeout(CHECK_SLOT_WAIT, self.check_slots.acquire()).await
         else {
             return Err(Refusal::Unavailable(
                 "too many new paths are being checked".into(),
             ));
         };
-        // The database must be able to take the path before the site is bothered.
-        let conn = db
-            .reads()
-            .map_err(|Unavailable| Refusal::Unavailable("database unavailable".into()))?;
-        match self.checker.check(path).await {
+        let started = Instant::now();
+        let verdict = self.checker.check(path).await;
+        self.metrics.path_check(
+            match verdict {
+                Ok(Verdict::Exists) => PathCheck::Exists,
+                Ok(Verdict::Missing) => PathCheck::Missing,
+                Err(_) => PathCheck::Failed,
+            },
+            started.elapsed(),
+        );
+        match verdict {
             Ok(Verdict::Exists) => {}
             Ok(Verdict::Missing) => {
                 self.rejected
@@ -225,21 +344,19 @@ impl Registry {
                 ));
             }
         }
-        let row = conn
-            .client
-            .query_one(&conn.statements.insert_path, &[&path])
-            .await
-            .map_err(|error| {
-                tracing::warn!(error = %crate::logging::Chain(&error), "could not store a new path");
-                Refusal::Unavailable("database unavailable".into())
-            })?;
-        let id: i32 = row.get(0);
+        let id = conn.insert_path(path).await.map_err(|error| {
+            tracing::warn!(error = %crate::logging::Chain(&error), "could not store a new path");
+            Refusal::Unavailable("database unavailable".into())
+        })?;
+        tracing::info!(path, "registered a new path");
+        Ok(self.known_insert(key, id))
+    }
+
+    fn known_insert(&self, key: u64, id: i32) -> u32 {
         self.known
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, id);
-        tracing::info!(path, "registered a new path");
-        Ok(id)
+            .insert(key, id)
     }
 
     fn warn_limit(&self) {

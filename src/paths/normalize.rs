@@ -5,7 +5,10 @@
 //! is still percent-encoded the way the browser encodes paths. We drop any query or
 //! fragment, decode once, and then refuse anything that could be read two ways: no leading
 //! `//` (a scheme-relative URL), no `\` (some parsers treat it as `/`), no `@` (userinfo
-//! tricks), no `.` or `..` segments, no control characters, nothing that is not UTF-8.
+//! tricks), no `.` or `..` segments, also not with path parameters (`..;x`: Tomcat-style
+//! servers resolve `/x/..;/admin` to `/admin`), no encoded `/` (decoding `%2F` would merge
+//! `/a%2Fb` with `/a/b`, two different URLs for the site), no control characters, nothing
+//! that is not UTF-8.
 //! The stored form is readable text (`/blog/café`); [`request_target`] re-encodes it for the
 //! check request.
 
@@ -27,6 +30,7 @@ pub enum PathError {
     Backslash,
     At,
     DotSegment,
+    EncodedSlash,
 }
 
 impl fmt::Display for PathError {
@@ -39,7 +43,10 @@ impl fmt::Display for PathError {
             PathError::Encoding(error) => write!(f, "path is {error}"),
             PathError::Backslash => f.write_str("path must not contain \\"),
             PathError::At => f.write_str("path must not contain @"),
-            PathError::DotSegment => f.write_str("path must not contain . or .. segments"),
+            PathError::DotSegment => {
+                f.write_str("path must not contain . or .. segments (with or without ;parameters)")
+            }
+            PathError::EncodedSlash => f.write_str("path must not contain an encoded / (%2F)"),
         }
     }
 }
@@ -61,6 +68,9 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
         return Err(PathError::NotAbsolute);
     }
 
+    if contains_encoded_slash(without_query) {
+        return Err(PathError::EncodedSlash);
+    }
     let path = percent_decode(without_query).map_err(PathError::Encoding)?;
     if path.len() > MAX_PATH_BYTES {
         return Err(PathError::TooLong);
@@ -77,13 +87,23 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if path.contains('@') {
         return Err(PathError::At);
     }
-    if path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
+    if path.split('/').any(is_dot_segment) {
         return Err(PathError::DotSegment);
     }
     Ok(path)
+}
+
+/// `.` or `..`, alone or followed by `;parameters`, the way servers that honour path
+/// parameters read a segment.
+fn is_dot_segment(segment: &str) -> bool {
+    let name = segment.split(';').next().unwrap_or(segment);
+    name == "." || name == ".."
+}
+
+fn contains_encoded_slash(raw: &str) -> bool {
+    raw.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'2' && (w[2] == b'F' || w[2] == b'f'))
 }
 
 /// Bytes that may appear literally in an origin-form request target's path; everything
@@ -146,6 +166,16 @@ mod tests {
         );
         assert_eq!(normalize("/a//b").unwrap(), "/a//b");
         assert_eq!(normalize("/.well-known/x").unwrap(), "/.well-known/x");
+        assert_eq!(
+            normalize("/a;b/c").unwrap(),
+            "/a;b/c",
+            "parameters are fine"
+        );
+        assert_eq!(
+            normalize("/...;x/y").unwrap(),
+            "/...;x/y",
+            "three dots are a name"
+        );
     }
 
     #[test]
@@ -157,7 +187,7 @@ mod tests {
             ("http://evil.example/", PathError::NotAbsolute),
             ("%2Fblog", PathError::NotAbsolute),
             ("//evil.example/x", PathError::SchemeRelative),
-            ("/%2Fevil.example", PathError::SchemeRelative),
+            ("/%2Fevil.example", PathError::EncodedSlash),
             ("/\\evil.example", PathError::Backslash),
             ("/%5C%5Cevil.example", PathError::Backslash),
             ("/@evil.example", PathError::At),
@@ -166,6 +196,12 @@ mod tests {
             ("/a/%2e%2e/admin", PathError::DotSegment),
             ("/a/.", PathError::DotSegment),
             ("/..", PathError::DotSegment),
+            ("/x/..;/admin", PathError::DotSegment),
+            ("/x/..%3B/admin", PathError::DotSegment),
+            ("/x/%2e%2e;jsessionid=1/admin", PathError::DotSegment),
+            ("/x/.;a=b/y", PathError::DotSegment),
+            ("/a%2Fb", PathError::EncodedSlash),
+            ("/a%2fb", PathError::EncodedSlash),
             ("/a%00b", PathError::Encoding(DecodeError::ControlCharacter)),
             (
                 "/a%0d%0aHost:%20evil",
