@@ -290,7 +290,7 @@ async fn restore_slots(
             slots: saved,
         },
         clock.ticks(),
-        ticks(pending_protection(config)),
+        ticks(maintenance::TOKEN_LIFETIME),
     );
     tracing::info!(restored, "restored the pending visitors of the last run");
     slots
