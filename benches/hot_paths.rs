@@ -385,11 +385,19 @@ fn dashboard(c: &mut Criterion) {
 
     let (columns, unit) = chart::columns(&index.overview.days);
     group.bench_function("daily_chart_365_days", |b| {
-        b.iter(|| chart::daily(black_box(&columns), unit, index.overview.today).len())
+        b.iter(|| {
+            let mut out = Html::with_capacity(128 * 1024);
+            chart::daily(&mut out, black_box(&columns), unit, index.overview.today);
+            out.len()
+        })
     });
     let histogram = index.overview.summary.current.histogram;
     group.bench_function("time_on_page_chart", |b| {
-        b.iter(|| chart::spent(black_box(&histogram)).len())
+        b.iter(|| {
+            let mut out = Html::with_capacity(8 * 1024);
+            chart::spent(&mut out, black_box(&histogram));
+            out.len()
+        })
     });
     let hostile = "<script>\"'&".repeat(100);
     group.bench_function("escape_hostile_text", |b| {

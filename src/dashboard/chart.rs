@@ -350,8 +350,8 @@ pub fn legend(out: &mut Html) {
 
 /// Views, visits and visitors per day (or month): per column a pale views bar with the
 /// visits bar inside it, and the visitors as a line across the columns.
-pub fn daily(columns: &[Column], unit: Unit, today: Day) -> Html {
-    let mut out = Html::with_capacity(2048 + columns.len() * 220);
+pub fn daily(out: &mut Html, columns: &[Column], unit: Unit, today: Day) {
+    out.reserve(2048 + columns.len() * 220);
     let max = columns
         .iter()
         .map(|c| c.views.max(c.visits).max(c.visitors))
@@ -378,30 +378,23 @@ pub fn daily(columns: &[Column], unit: Unit, today: Day) -> Html {
     };
 
     out.raw("<div class=\"chart\">");
-    y_axis(&mut out, &scale);
+    y_axis(out, &scale);
     open_plot(
-        &mut out,
+        out,
         "daily",
         width_class(columns.len()),
         &title,
         &description,
         &scale,
     );
-    open_shapes(&mut out, &frame);
+    open_shapes(out, &frame);
     for (index, column) in columns.iter().enumerate() {
         out.raw("<g class=\"col\"><title>");
-        column.write_tooltip(&mut out, unit, today);
+        column.write_tooltip(out, unit, today);
         out.raw("</title>");
+        bar(out, "views", &scale, frame.x(index, 0.1), 0.8, column.views);
         bar(
-            &mut out,
-            "views",
-            &scale,
-            frame.x(index, 0.1),
-            0.8,
-            column.views,
-        );
-        bar(
-            &mut out,
+            out,
             "visits",
             &scale,
             frame.x(index, 0.25),
@@ -420,11 +413,11 @@ pub fn daily(columns: &[Column], unit: Unit, today: Day) -> Html {
         };
         if let [only] = columns {
             // A line needs two points: a short one across the single column.
-            point(&mut out, frame.x(0, 0.1), only.visitors);
-            point(&mut out, frame.x(0, 0.9), only.visitors);
+            point(out, frame.x(0, 0.1), only.visitors);
+            point(out, frame.x(0, 0.9), only.visitors);
         } else {
             for (index, column) in columns.iter().enumerate() {
-                point(&mut out, frame.x(index, 0.5), column.visitors);
+                point(out, frame.x(index, 0.5), column.visitors);
             }
         }
         out.raw("\"/>");
@@ -432,14 +425,13 @@ pub fn daily(columns: &[Column], unit: Unit, today: Day) -> Html {
     out.raw("</svg>");
     for index in 0..columns.len() {
         if let Some(label) = day_label(columns, unit, index) {
-            x_label(&mut out, &frame, index, "axis", &label);
+            x_label(out, &frame, index, "axis", &label);
         }
     }
     if max == 0 {
-        empty_note(&mut out, "No views or visits in this range");
+        empty_note(out, "No views or visits in this range");
     }
     out.raw("</svg></div></div>");
-    out
 }
 
 /// The x-axis label of a time-on-page bucket's lower bound: `10s`, `1.5m`, `1h+`.
@@ -488,8 +480,8 @@ fn bucket_position(estimate: Estimate) -> f64 {
 
 /// Visits by time on page, one bar per bucket, with the median and the 90th percentile
 /// marked where they were estimated.
-pub fn spent(histogram: &Histogram) -> Html {
-    let mut out = Html::with_capacity(6144);
+pub fn spent(out: &mut Html, histogram: &Histogram) {
+    out.reserve(6144);
     let counts = &histogram.counts;
     let max = counts.iter().copied().max().unwrap_or(0);
     let scale = Scale::new(max, MARKER_TOP);
@@ -503,28 +495,21 @@ pub fn spent(histogram: &Histogram) -> Html {
         format::estimate(p90)
     );
     out.raw("<div class=\"chart\">");
-    y_axis(&mut out, &scale);
+    y_axis(out, &scale);
     open_plot(
-        &mut out,
+        out,
         "spent",
         width_class(counts.len()),
         "Visits by time on page",
         &description,
         &scale,
     );
-    open_shapes(&mut out, &frame);
+    open_shapes(out, &frame);
     for (bucket, &visits) in counts.iter().enumerate() {
         out.raw("<g class=\"col\"><title>")
             .text(&bucket_tooltip(bucket, visits))
             .raw("</title>");
-        bar(
-            &mut out,
-            "visits",
-            &scale,
-            frame.x(bucket, 0.1),
-            0.8,
-            visits,
-        );
+        bar(out, "visits", &scale, frame.x(bucket, 0.1), 0.8, visits);
         out.raw("</g>");
     }
     let markers = [("median", median, 14.0), ("90th percentile", p90, 30.0)];
@@ -551,7 +536,7 @@ pub fn spent(histogram: &Histogram) -> Html {
         } else {
             "axis minor"
         };
-        x_label(&mut out, &frame, bucket, class, &bucket_label(bucket));
+        x_label(out, &frame, bucket, class, &bucket_label(bucket));
     }
     for (name, estimate, label_y) in markers {
         if let Some(estimate) = estimate {
@@ -577,16 +562,27 @@ pub fn spent(histogram: &Histogram) -> Html {
         }
     }
     if max == 0 {
-        empty_note(&mut out, "No times reported in this range");
+        empty_note(out, "No times reported in this range");
     }
     out.raw("</svg></div></div>");
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::db::rollups::BUCKETS;
+
+    fn daily_svg(columns: &[Column], unit: Unit, today: Day) -> Html {
+        let mut out = Html::new();
+        daily(&mut out, columns, unit, today);
+        out
+    }
+
+    fn spent_svg(histogram: &Histogram) -> Html {
+        let mut out = Html::new();
+        spent(&mut out, histogram);
+        out
+    }
 
     fn day(text: &str) -> Day {
         Day::parse(text).unwrap()
@@ -679,7 +675,7 @@ mod tests {
     fn the_daily_chart_has_a_column_per_day_and_labels_the_last_one() {
         let series = days("2024-01-01", 30, |n| i64::from(n % 5));
         let (columns, unit) = columns(&series);
-        let svg = daily(&columns, unit, day("2024-01-30"));
+        let svg = daily_svg(&columns, unit, day("2024-01-30"));
         let svg = svg.as_str();
         assert_eq!(svg.matches("<g class=\"col\">").count(), 30);
         assert!(
@@ -709,7 +705,7 @@ mod tests {
     fn a_year_of_days_is_labelled_by_month_and_scrolls_on_a_phone() {
         let series = days("2023-03-01", 365, |_| 3);
         let (columns, unit) = columns(&series);
-        let svg = daily(&columns, unit, day("2024-02-28"));
+        let svg = daily_svg(&columns, unit, day("2024-02-28"));
         assert!(svg.as_str().contains("class=\"plot cols-xl\""));
         for month in ["Apr 1", "Jan 1", "Feb 28"] {
             assert!(
@@ -724,7 +720,7 @@ mod tests {
     fn columns_stay_inside_the_plot_and_few_are_centred() {
         let one = days("2024-01-01", 1, |_| 4);
         let (columns, unit) = columns(&one);
-        let svg = daily(&columns, unit, day("2024-01-01"));
+        let svg = daily_svg(&columns, unit, day("2024-01-01"));
         // One column in a frame seven wide, in the middle.
         assert!(svg.as_str().contains("viewBox=\"0 0 7 220\""), "{svg:?}");
         assert!(
@@ -744,14 +740,14 @@ mod tests {
     fn empty_charts_say_so() {
         let quiet = days("2024-01-01", 30, |_| 0);
         let (columns, unit) = columns(&quiet);
-        let svg = daily(&columns, unit, day("2024-01-30"));
+        let svg = daily_svg(&columns, unit, day("2024-01-30"));
         assert!(
             svg.as_str()
                 .contains(">No views or visits in this range</text>")
         );
         assert!(!svg.as_str().contains("<rect"));
         assert!(!svg.as_str().contains("<polyline"));
-        let svg = spent(&Histogram::default());
+        let svg = spent_svg(&Histogram::default());
         assert!(
             svg.as_str()
                 .contains(">No times reported in this range</text>")
@@ -763,7 +759,7 @@ mod tests {
     fn the_histogram_marks_its_median_and_90th_percentile() {
         let mut histogram = Histogram::default();
         histogram.counts[2] = 10; // [20, 30): median 25 s, p90 29 s
-        let svg = spent(&histogram);
+        let svg = spent_svg(&histogram);
         let svg = svg.as_str();
         assert_eq!(svg.matches("<g class=\"col\">").count(), BUCKETS);
         assert!(svg.contains(">median 25 s</text>"), "{svg}");
@@ -779,7 +775,7 @@ mod tests {
 
         histogram.counts = [0; BUCKETS];
         histogram.counts[13] = 1;
-        let svg = spent(&histogram);
+        let svg = spent_svg(&histogram);
         assert!(svg.as_str().contains(">median ≥ 1 h</text>"));
         assert!(svg.as_str().contains("<title>1 h or more: 1 visit</title>"));
         assert_eq!(
@@ -797,7 +793,7 @@ mod tests {
         // all the same: nothing here may open a tag.
         let series = days("2024-01-01", 3, |_| 1);
         let (columns, unit) = columns(&series);
-        let svg = daily(&columns, unit, day("2024-01-03"));
+        let svg = daily_svg(&columns, unit, day("2024-01-03"));
         for fragment in svg.as_str().split('<').skip(1) {
             let tag = fragment.split([' ', '>', '/']).next().unwrap_or("");
             assert!(

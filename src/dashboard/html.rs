@@ -102,6 +102,11 @@ impl Html {
         self
     }
 
+    /// Room for `additional` more bytes, so a large part is written without regrowing.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     pub fn append(&mut self, other: &Html) -> &mut Html {
         self.0.push_str(&other.0);
         self
@@ -213,27 +218,28 @@ impl Template {
     /// Fills every placeholder; a placeholder without a value is a bug, caught by tests.
     pub fn render(&self, values: &[(&str, &Html)]) -> Html {
         let mut out = Html::with_capacity(4096);
-        self.render_into(&mut out, values);
+        self.render_with(&mut out, |name, out| {
+            let value = values.iter().find(|(key, _)| *key == name);
+            debug_assert!(
+                value.is_some(),
+                "template placeholder {{{{{name}}}}} has no value"
+            );
+            if let Some((_, value)) = value {
+                out.append(value);
+            }
+        });
         out
     }
 
-    /// Like [`Template::render`], appending to `out` (one buffer for a whole page).
-    pub fn render_into(&self, out: &mut Html, values: &[(&str, &Html)]) {
+    /// Appends the template to `out`, `fill` writing each placeholder's value in place: a
+    /// whole page is written into one buffer, no part of it built apart and copied.
+    pub fn render_with(&self, out: &mut Html, mut fill: impl FnMut(&'static str, &mut Html)) {
         for part in &self.parts {
             match part {
                 Part::Literal(literal) => {
                     out.raw(literal);
                 }
-                Part::Slot(name) => {
-                    let value = values.iter().find(|(key, _)| key == name);
-                    debug_assert!(
-                        value.is_some(),
-                        "template placeholder {{{{{name}}}}} has no value"
-                    );
-                    if let Some((_, value)) = value {
-                        out.append(value);
-                    }
-                }
+                Part::Slot(name) => fill(name, out),
             }
         }
     }
