@@ -83,6 +83,11 @@ ensure_container_tools() {
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
+# libfaketime for the test of visit times across a system clock jump (tests/hostile.rs).
+ensure_faketime() {
+    command -v faketime >/dev/null 2>&1 || apt_install faketime
+}
+
 # Runs a PostgreSQL tool as the user that owns the cluster (postgres when we are root).
 _pg() {
     local tool=$1

@@ -27,6 +27,7 @@ pub mod routes;
 pub mod script;
 pub mod server;
 pub mod slots;
+pub mod streams;
 pub mod time;
 pub mod views;
 pub mod zone;
@@ -36,7 +37,7 @@ use std::time::{Duration, SystemTime};
 
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use config::Config;
 use db::snapshots::{SavedSlot, SavedState, SlotSnapshot};
@@ -68,7 +69,23 @@ pub struct App {
     pub pages: insights::pages::PagesCache,
     pub live: live::Live,
     /// Permits for streamed downloads.
-    pub streams: Arc<Semaphore>,
+    pub streams: streams::StreamPermits,
+}
+
+impl App {
+    /// The client-limiter bucket of a request's client: the peer, or the address a trusted
+    /// proxy forwarded for.
+    pub fn client_bucket<B>(&self, request: &hyper::Request<B>) -> u16 {
+        let peer = request
+            .extensions()
+            .get::<forwarded::Peer>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.0);
+        let trusted = &self.config.trusted_proxies;
+        let client = forwarded::client_ip(peer, request.headers(), |address| {
+            trusted.iter().any(|net| net.contains(address))
+        });
+        self.clients.bucket(client)
+    }
 }
 
 /// A pending visit is never evicted for another before this much time has passed (SPEC
@@ -85,7 +102,7 @@ fn pending_protection(config: &Config) -> Duration {
 const RESTORE_WAIT: Duration = Duration::from_secs(10);
 /// Each final database step of a shutdown may take this long: with the in-flight requests'
 /// grace (see `server`), a shutdown ends within 15 s even when the database hangs.
-const FINAL_STEP: Duration = Duration::from_millis(1500);
+const FINAL_STEP: Duration = Duration::from_secs(1);
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests, writes
 /// what they accepted and saves the pending visitors for the next start. The database is
@@ -165,7 +182,7 @@ pub async fn run(
         dashboard: dashboard::Pages::new(),
         pages: insights::pages::PagesCache::new(),
         live: live::Live::default(),
-        streams: Arc::new(Semaphore::new(api::MAX_STREAMS)),
+        streams: streams::StreamPermits::default(),
         config,
     });
     let loader = tokio::spawn(load_paths_on_connect(app.clone()));
@@ -179,7 +196,11 @@ pub async fn run(
 
     loader.abort();
     let _ = stop_maintenance.send(true);
-    let _ = maintenance.await;
+    // A flush stuck on a hung database must not hold the shutdown.
+    let maintenance_abort = maintenance.abort_handle();
+    if tokio::time::timeout(FINAL_STEP, maintenance).await.is_err() {
+        maintenance_abort.abort();
+    }
     if tokio::time::timeout(FINAL_STEP, maintenance::flush_views(&app))
         .await
         .is_err()
@@ -192,7 +213,7 @@ pub async fn run(
             tracing::warn!("could not save the pending visitors; their visits will not count")
         }
     }
-    writer.stop().await;
+    let _ = tokio::time::timeout(FINAL_STEP, writer.stop()).await;
     if tokio::time::timeout(FINAL_STEP, writer_task).await.is_err() {
         tracing::warn!("the visit writer did not finish in time");
     }

@@ -76,7 +76,7 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(config.socket_address).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -97,7 +97,11 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
                 fail(&message)
             }
         }
-    })
+    });
+    // A blocking task still running (a path check's name lookup, a password check) must not
+    // hold the exit: the shutdown is bounded (SPEC §12: 15 s even when the database hangs).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 /// The process environment as text. A non-UTF-8 value is only an error for our own variables.
