@@ -142,6 +142,8 @@ pub async fn run(
         metrics.clone(),
     );
     let clock = clock::Clock::new();
+    // Subscribed before the first connection can happen, so no (re)connection is missed.
+    let connected = db.connected();
     let slots = tokio::select! {
         slots = restore_slots(&config, &db, &registry, &clock) => slots,
         Some(Fatal(message)) = fatal.recv() => return Err(message),
@@ -185,7 +187,7 @@ pub async fn run(
         streams: streams::StreamPermits::default(),
         config,
     });
-    let loader = tokio::spawn(load_paths_on_connect(app.clone()));
+    let loader = tokio::spawn(load_paths_on_connect(app.clone(), connected));
     let (stop_maintenance, maintenance_stop) = watch::channel(false);
     let maintenance = tokio::spawn(maintenance::run(app.clone(), maintenance_stop));
 
@@ -390,8 +392,7 @@ async fn save_slots(app: &App) -> Result<usize, db::Unavailable> {
 
 /// Fills the path registry from the database each time the connection is (re)established,
 /// so known paths are answered from memory without asking the site again.
-async fn load_paths_on_connect(app: Arc<App>) {
-    let mut connected = app.db.connected();
+async fn load_paths_on_connect(app: Arc<App>, mut connected: watch::Receiver<u64>) {
     loop {
         if connected.changed().await.is_err() {
             return;
