@@ -297,6 +297,11 @@ async fn cors_allows_the_tracked_origin_only() {
         Some(site.origin().as_str())
     );
     assert_eq!(from_site.header("vary"), Some("Origin"));
+    assert_eq!(
+        from_site.header("access-control-expose-headers"),
+        Some("Retry-After"),
+        "count.js may read how long to wait"
+    );
     assert!(from_site.header("set-cookie").is_none());
 
     let foreign = client::send(
