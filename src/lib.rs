@@ -235,12 +235,11 @@ async fn restore_slots(
     let count = config.visitor_slots as usize;
     let protect = ticks(pending_protection(config));
     let fresh = || slots::Slots::new(count, config.instance, protect, slots::SlotKeys::random());
-    let mut connected = db.connected();
+    // Polled: the lanes connect in any order and only the first reads lane announces its
+    // connections (`Db::connected`), so a change there says nothing about the writes lane.
     let waited = tokio::time::timeout(RESTORE_WAIT, async {
         while db.writes().is_err() || db.reads().is_err() {
-            if connected.changed().await.is_err() {
-                return;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
