@@ -6,8 +6,8 @@
 //! the instance in `token >> 48`. The tests drive whole visits through it, the way `count.js`
 //! does (503 and 425 are retried with backoff, a connection error too), and check what the
 //! database holds afterwards: every visit answered 200 is stored exactly once, also across a
-//! restart of one instance under load. A missing HAProxy is a failure, never a skip:
-//! `.ci/test` installs it.
+//! restart of one instance under load, and a busy instance's full slot table survives its
+//! restarts. A missing HAProxy is a failure, never a skip: `.ci/test` installs it.
 //!
 //! HAProxy listens on loopback, on a free port, runs in the foreground as a child process and
 //! is killed at the end. Its address is 127.0.0.1, which the instances trust as a proxy;
@@ -918,5 +918,75 @@ fn the_readme_shows_the_configuration_as_tested() {
     assert!(
         readme.contains(&format!("```haproxy\n{config}```\n")),
         "README.md must show deploy/haproxy.cfg as it is"
+    );
+}
+
+/// `saved=N` or `restored=N` from an instance's log.
+fn logged_count(logs: &str, message: &str) -> Option<usize> {
+    logs.split(message)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_slot_table_survives_restarts() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (database, site, config) = common::setup().await;
+    site.add_page("/");
+    let mut tracker = Tracker::start(&config);
+    tracker.wait_for_health(200, Duration::from_secs(20)).await;
+    assert_eq!(tracker.get("/register?path=%2F").await.status, 200);
+    assert!(tokio::task::block_in_place(|| tracker.terminate(Duration::from_secs(20))).success());
+    // A busy site: every one of the 65,536 slots holds a visit that can still count (pending
+    // visits count up to a day after they registered).
+    let db = PgCluster::shared().connect(&database).await;
+    db.batch_execute(
+        "DELETE FROM saved_slots;
+         INSERT INTO saved_slots (instance, slot, tag, path_id, age_ms, registered_at)
+         SELECT 0, g, g + 1, (SELECT id FROM paths WHERE path = '/'), 5000, now() - interval '5 s'
+         FROM generate_series(0, 65535) AS g",
+    )
+    .await
+    .unwrap();
+    let full = 65_536;
+    for restart in 0..2 {
+        let mut tracker = Tracker::start(&config);
+        tracker.wait_for_health(200, Duration::from_secs(20)).await;
+        assert_eq!(
+            logged_count(
+                &tracker.logs(),
+                "restored the pending visitors of the last run restored="
+            ),
+            Some(full),
+            "restart {restart}:\n{}",
+            tracker.logs()
+        );
+        let status = tokio::task::block_in_place(|| tracker.terminate(Duration::from_secs(20)));
+        assert!(status.success());
+        assert_eq!(
+            logged_count(
+                &tracker.logs(),
+                "saved the pending visitors for the next start saved="
+            ),
+            Some(full),
+            "restart {restart}: the whole table is saved in time:\n{}",
+            tail(&tracker.logs(), 30)
+        );
+    }
+    // And a token of the full table still counts, once: slot 4242 with tag 4243 (a token is
+    // the instance, the tag and the slot index, here 16 bits of it).
+    let tracker = Tracker::start(&config);
+    tracker.wait_for_health(200, Duration::from_secs(20)).await;
+    let token = 4243u64 << 16 | 4242;
+    assert_eq!(
+        tracker.post(&format!("/post-sleep/{token}")).await.status,
+        200
+    );
+    assert_eq!(
+        tracker.post(&format!("/post-sleep/{token}")).await.status,
+        404
     );
 }
