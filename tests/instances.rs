@@ -329,7 +329,9 @@ impl Tally {
             .unwrap()
             .iter()
             .filter(|(key, _)| {
-                key.ends_with(" 503") || key.ends_with(" 425") || key.ends_with("connection error")
+                [" 425", " 429", " 503", " connection error"]
+                    .iter()
+                    .any(|end| key.ends_with(end))
             })
             .map(|(_, count)| count)
             .sum()
@@ -340,9 +342,9 @@ impl Tally {
     }
 }
 
-/// Sends a request like `count.js` does: a 503 (and for `/post-sleep` a 425) or a failed
-/// connection is tried again after 100 ms, 200 ms, 400 ms … at most 1 s apart (count.js
-/// waits 1 s, 2 s, 4 s …; the test is faster), for up to 30 s. Returns the final answer.
+/// Sends a request like `count.js` does: a 425, 429 or 503 or a failed connection is tried
+/// again after 100 ms, 200 ms, 400 ms … at most 1 s apart (count.js waits 1 s, 2 s, 4 s …
+/// or what `Retry-After` says; the test is faster), for up to 30 s. Returns the final answer.
 /// `/page-left` is retried too, although count.js sends it as a beacon that nobody retries:
 /// so that the test can check that a visit counted before a restart takes its time after it.
 async fn like_count_js(lb: SocketAddr, method: Method, target: &str, tally: &Tally) -> Reply {
@@ -356,7 +358,7 @@ async fn like_count_js(lb: SocketAddr, method: Method, target: &str, tally: &Tal
         let retry = match &attempt {
             Ok(reply) => {
                 tally.add(&what, &reply.status.to_string());
-                reply.status == 503 || (reply.status == 425 && what == "post-sleep")
+                [425, 429, 503].contains(&reply.status)
             }
             Err(_) => {
                 tally.add(&what, "connection error");
