@@ -88,6 +88,12 @@ ensure_faketime() {
     command -v faketime >/dev/null 2>&1 || apt_install faketime
 }
 
+# HAProxy, the load balancer in front of two instances in tests/instances.rs (Debian installs
+# it as /usr/sbin/haproxy, which is not on every user's PATH).
+ensure_haproxy() {
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
+}
+
 # Runs a PostgreSQL tool as the user that owns the cluster (postgres when we are root).
 _pg() {
     local tool=$1

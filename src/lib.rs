@@ -33,7 +33,7 @@ pub mod views;
 pub mod zone;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
@@ -103,6 +103,11 @@ const RESTORE_WAIT: Duration = Duration::from_secs(10);
 /// Each final database step of a shutdown may take this long: with the in-flight requests'
 /// grace (see `server`), a shutdown ends within 15 s even when the database hangs.
 const FINAL_STEP: Duration = Duration::from_secs(1);
+/// From the shutdown signal to the end of the last database step (`server::SHUTDOWN_GRACE`
+/// and five final steps at most). Saving the visitor slots may use what the steps before it
+/// left: a busy instance saves its whole slot table, and 65,536 rows can take more than a
+/// second.
+const SHUTDOWN_WITHIN: Duration = Duration::from_secs(14);
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests, writes
 /// what they accepted and saves the pending visitors for the next start. The database is
@@ -191,6 +196,11 @@ pub async fn run(
     let (stop_maintenance, maintenance_stop) = watch::channel(false);
     let maintenance = tokio::spawn(maintenance::run(app.clone(), maintenance_stop));
 
+    let stopping = std::sync::OnceLock::new();
+    let shutdown = async {
+        shutdown.await;
+        let _ = stopping.set(Instant::now());
+    };
     let outcome = tokio::select! {
         () = server::serve(listener, app.clone(), shutdown) => Ok(()),
         Some(Fatal(message)) = fatal.recv() => Err(message),
@@ -209,7 +219,12 @@ pub async fn run(
     {
         tracing::warn!("could not write the last views in time");
     }
-    match tokio::time::timeout(FINAL_STEP, save_slots(&app)).await {
+    // Two steps follow the save.
+    let since_stop = stopping.get().map_or(Duration::ZERO, Instant::elapsed);
+    let save_within = SHUTDOWN_WITHIN
+        .saturating_sub(since_stop + 2 * FINAL_STEP)
+        .max(FINAL_STEP);
+    match tokio::time::timeout(save_within, save_slots(&app)).await {
         Ok(Ok(saved)) => tracing::info!(saved, "saved the pending visitors for the next start"),
         Ok(Err(db::Unavailable)) | Err(_) => {
             tracing::warn!("could not save the pending visitors; their visits will not count")
@@ -235,12 +250,11 @@ async fn restore_slots(
     let count = config.visitor_slots as usize;
     let protect = ticks(pending_protection(config));
     let fresh = || slots::Slots::new(count, config.instance, protect, slots::SlotKeys::random());
-    let mut connected = db.connected();
+    // Polled: the lanes connect in any order and only the first reads lane announces its
+    // connections (`Db::connected`), so a change there says nothing about the writes lane.
     let waited = tokio::time::timeout(RESTORE_WAIT, async {
         while db.writes().is_err() || db.reads().is_err() {
-            if connected.changed().await.is_err() {
-                return;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
