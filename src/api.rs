@@ -177,7 +177,14 @@ pub async fn pages(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let offset = insights::number_param(query, "offset", 0, 0, i64::from(u32::MAX))?;
     let page = app
         .pages
-        .page(&app.db, range, sort, offset as usize, limit as usize)
+        .page(
+            &app.db,
+            app.registry.len(),
+            range,
+            sort,
+            offset as usize,
+            limit as usize,
+        )
         .await?;
     #[derive(Serialize)]
     struct PageJson {

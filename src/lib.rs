@@ -66,7 +66,7 @@ pub struct App {
     pub access: access::Gate,
     pub metrics: Arc<metrics::Metrics>,
     pub dashboard: dashboard::Pages,
-    pub pages: insights::pages::PagesCache,
+    pub pages: Arc<insights::pages::PagesCache>,
     pub live: live::Live,
     /// Permits for streamed downloads.
     pub streams: streams::StreamPermits,
@@ -148,11 +148,15 @@ pub async fn run(
     );
     let clock = clock::Clock::new();
     // Subscribed before the first connection can happen, so no (re)connection is missed.
-    let connected = db.connected();
-    let slots = tokio::select! {
-        slots = restore_slots(&config, &db, &registry, &clock) => slots,
+    let mut connected = db.connected();
+    let (slots, paths_loaded) = tokio::select! {
+        restored = restore_slots(&config, &db, &registry, &clock) => restored,
         Some(Fatal(message)) = fatal.recv() => return Err(message),
     };
+    if paths_loaded {
+        // The connections the start waited for are loaded already; reload on the next.
+        connected.borrow_and_update();
+    }
     let protection = pending_protection(&config);
     let access = access::Gate::new(
         access::Policy {
@@ -187,7 +191,7 @@ pub async fn run(
         access,
         metrics,
         dashboard: dashboard::Pages::new(),
-        pages: insights::pages::PagesCache::new(),
+        pages: Arc::new(insights::pages::PagesCache::new()),
         live: live::Live::default(),
         streams: streams::StreamPermits::default(),
         config,
@@ -239,14 +243,15 @@ pub async fn run(
 }
 
 /// The slots of the last run of this instance (saved at its graceful shutdown), or empty
-/// ones. Waits a little for the database, then loads the known paths first: saved slots name
-/// paths by database id, the slot array by this process's index.
+/// ones, and whether the known paths were loaded. Waits a little for the database, then
+/// loads the known paths first: saved slots name paths by database id, the slot array by
+/// this process's index.
 async fn restore_slots(
     config: &Config,
     db: &Db,
     registry: &paths::Registry,
     clock: &clock::Clock,
-) -> slots::Slots {
+) -> (slots::Slots, bool) {
     let count = config.visitor_slots as usize;
     let protect = ticks(pending_protection(config));
     let fresh = || slots::Slots::new(count, config.instance, protect, slots::SlotKeys::random());
@@ -262,27 +267,33 @@ async fn restore_slots(
         tracing::warn!(
             "the database is not reachable yet: starting without the pending visitors of the last run"
         );
-        return fresh();
+        return (fresh(), false);
+    }
+    let loaded = load_paths(registry, db).await.is_ok();
+    if loaded {
+        tracing::info!(paths = registry.len(), "loaded known paths");
     }
     let restored = async {
-        load_paths(registry, db).await?;
-        let Some(snapshot) = db.writes()?.take_slots(i16::from(config.instance)).await? else {
-            return Ok(None);
-        };
-        Ok::<_, db::Unavailable>(Some(snapshot))
+        if !loaded {
+            return Err(db::Unavailable);
+        }
+        db.writes()?
+            .take_slots(i16::from(config.instance))
+            .await
+            .map_err(db::Unavailable::from)
     }
     .await;
     let snapshot = match restored {
         Ok(Some(snapshot)) => snapshot,
-        Ok(None) => return fresh(),
+        Ok(None) => return (fresh(), loaded),
         Err(db::Unavailable) => {
             tracing::warn!("could not read the pending visitors of the last run");
-            return fresh();
+            return (fresh(), loaded);
         }
     };
     let Some(keys) = keys_from(&snapshot.keys) else {
         tracing::warn!("the saved pending visitors are unreadable; starting without them");
-        return fresh();
+        return (fresh(), loaded);
     };
     // Time passed since the snapshot, by the wall clock (the only clock two processes share).
     let since = SystemTime::now()
@@ -330,7 +341,8 @@ async fn restore_slots(
         ticks(maintenance::TOKEN_LIFETIME),
     );
     tracing::info!(restored, "restored the pending visitors of the last run");
-    slots
+    memory::release_free();
+    (slots, loaded)
 }
 
 fn ticks(duration: Duration) -> u32 {
@@ -412,7 +424,10 @@ async fn load_paths_on_connect(app: Arc<App>, mut connected: watch::Receiver<u64
             return;
         }
         match load_paths(&app.registry, &app.db).await {
-            Ok(()) => tracing::info!(paths = app.registry.len(), "loaded known paths"),
+            Ok(()) => {
+                memory::release_free();
+                tracing::info!(paths = app.registry.len(), "loaded known paths")
+            }
             Err(db::Unavailable) => tracing::warn!("could not load the known paths"),
         }
     }
@@ -422,7 +437,8 @@ async fn load_paths_on_connect(app: Arc<App>, mut connected: watch::Receiver<u64
 async fn load_paths(registry: &paths::Registry, db: &Db) -> Result<(), db::Unavailable> {
     let mut after = 0;
     loop {
-        let chunk = db.reads()?.paths_after_id(after, 10_000).await?;
+        // Small chunks: the rows of one chunk are in memory at once.
+        let chunk = db.reads()?.paths_after_id(after, 2_000).await?;
         let Some(&(last, _)) = chunk.last() else {
             return Ok(());
         };

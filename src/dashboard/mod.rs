@@ -103,7 +103,14 @@ pub async fn index(app: &App, _uri: &Uri) -> Result<Response<Body>, HttpError> {
     let summary = insights::summary(&app.db, Scope::Site, all_time).await?;
     let page = app
         .pages
-        .page(&app.db, range, Sort::Visits, 0, PATHS_SHOWN)
+        .page(
+            &app.db,
+            app.registry.len(),
+            range,
+            Sort::Visits,
+            0,
+            PATHS_SHOWN,
+        )
         .await?;
     let data = IndexData {
         total_visits: summary.current.visits,
