@@ -83,6 +83,17 @@ ensure_container_tools() {
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
+# libfaketime for the test of visit times across a system clock jump (tests/hostile.rs).
+ensure_faketime() {
+    command -v faketime >/dev/null 2>&1 || apt_install faketime
+}
+
+# HAProxy, the load balancer in front of two instances in tests/instances.rs (Debian installs
+# it as /usr/sbin/haproxy, which is not on every user's PATH).
+ensure_haproxy() {
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
+}
+
 # Runs a PostgreSQL tool as the user that owns the cluster (postgres when we are root).
 _pg() {
     local tool=$1

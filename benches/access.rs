@@ -1,10 +1,14 @@
 //! Criterion benches for the access gate and the metrics: what an authorised request costs
-//! next to a public one, and what recording and scraping cost.
+//! next to a public one, at the gate and as a whole request through the real server, and
+//! what recording and scraping cost.
 //!
-//! `cargo bench --bench access` measures; `cargo test --benches` runs each once.
+//! `cargo bench --bench access` measures; `cargo test --benches` runs each once. The whole
+//! requests need no database: the servers start without one, which takes the 10 s the start
+//! waits for PostgreSQL to restore the last run's visitors.
 
 use std::future::Future;
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -12,8 +16,12 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use criterion::{Criterion, criterion_group, criterion_main};
-use hyper::StatusCode;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use oxitraffic::access::{Class, Credentials, Denied, Gate, Policy};
 use oxitraffic::metrics::{BatchKind, Gauges, Metrics, PathCheck, Registration};
 use sha2::{Digest, Sha256};
@@ -24,15 +32,18 @@ const BASIC: &str = "Basic YWRtaW46Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZQ==";
 
 /// The server's default argon2 parameters (m = 19 MiB, t = 2, p = 1): what a real login
 /// costs when it is not remembered.
-fn gate() -> Gate {
+fn password_hash() -> String {
     let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
-    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::default())
         .hash_password(b"correct horse battery staple", &salt)
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+fn gate() -> Gate {
     let credentials = Credentials {
         username: "admin".into(),
-        password_hash: Some(hash),
+        password_hash: Some(password_hash()),
         api_tokens: (0..4)
             .map(|i| Sha256::digest(format!("token {i}")).into())
             .chain([Sha256::digest(TOKEN).into()])
@@ -241,5 +252,146 @@ fn metrics(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, access, metrics);
+/// A real server (`oxitraffic::run`) on a free port with `api` public or private and the
+/// credentials of [`gate`], on the runtime the caller drives. Its database is a socket
+/// directory that does not exist, so it serves without one after the start's wait.
+fn server(runtime: &tokio::runtime::Runtime, api: &str) -> SocketAddr {
+    let digest: String = Sha256::digest(TOKEN)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let config = oxitraffic::config::load([
+        ("OXITRAFFIC_SOCKET_ADDRESS", "127.0.0.1:0".to_string()),
+        ("OXITRAFFIC_BASE_URL", "https://tracker.example.org".into()),
+        ("OXITRAFFIC_TRACKED_ORIGIN", "https://example.org".into()),
+        (
+            "OXITRAFFIC_DB__HOST",
+            "/nonexistent/oxitraffic-bench".into(),
+        ),
+        ("OXITRAFFIC_DB__USERNAME", "oxitraffic".into()),
+        ("OXITRAFFIC_DB__DATABASE", "oxitraffic".into()),
+        ("OXITRAFFIC_ACCESS__API", api.into()),
+        ("OXITRAFFIC_ACCESS__USERNAME", "admin".into()),
+        ("OXITRAFFIC_ACCESS__PASSWORD_HASH", password_hash()),
+        ("OXITRAFFIC_ACCESS__API_TOKENS", digest),
+    ])
+    .unwrap_or_else(|errors| panic!("{errors}"));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        let serving = oxitraffic::run(listener, config, std::future::pending());
+        serving.await.unwrap();
+    });
+    address
+}
+
+/// One keep-alive connection, as a browser or a scraper holds.
+async fn connect(address: SocketAddr) -> SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+async fn get(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    target: &str,
+    headers: &[(header::HeaderName, &HeaderValue)],
+) -> (StatusCode, HeaderMap) {
+    let mut request = Request::get(target).header(header::HOST, "tracker.example.org");
+    for (name, value) in headers {
+        request = request.header(name, *value);
+    }
+    sender.ready().await.unwrap();
+    let response = sender
+        .send_request(request.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    response.into_body().collect().await.unwrap();
+    (status, headers)
+}
+
+/// Whole requests through the real server (parsing, routing, the gate, the handler, the
+/// metrics, the response on the wire, over loopback), for the same resource public and
+/// private: `/api/openapi.json` revalidated with its ETag, so the 304 is small and the
+/// difference is the gate's.
+fn requests(c: &mut Criterion) {
+    // The tracker's own shape: a multi-threaded runtime of two workers; the client drives
+    // it from this thread.
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let public = server(&server_runtime, "public");
+    let private = server(&server_runtime, "private");
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let basic = HeaderValue::from_static(BASIC);
+    let bearer = HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap();
+    let (mut public, mut private, etag) = client.block_on(async {
+        let (mut public, mut private) = tokio::join!(connect(public), connect(private));
+        // The first answers come once the servers have given up waiting for the database.
+        let (status, headers) = get(&mut public, "/api/openapi.json", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let etag = headers[header::ETAG].clone();
+        // The password is verified once (argon2) and then remembered, as for a browser.
+        let login = [(header::AUTHORIZATION, &basic)];
+        let (status, _) = get(&mut private, "/api/openapi.json", &login).await;
+        assert_eq!(status, StatusCode::OK);
+        // Both servers and connections warm alike before anything is measured, so the
+        // order of the benches below does not favour the later ones.
+        for _ in 0..2000 {
+            get(&mut public, "/api/openapi.json", &[]).await;
+            get(&mut private, "/api/openapi.json", &login).await;
+        }
+        (public, private, etag)
+    });
+
+    let mut group = c.benchmark_group("request");
+    let mut bench = |name: &str,
+                     sender: &mut SendRequest<Empty<Bytes>>,
+                     authorization: Option<&HeaderValue>,
+                     expected: StatusCode| {
+        let mut headers = vec![(header::IF_NONE_MATCH, &etag)];
+        headers.extend(authorization.map(|value| (header::AUTHORIZATION, value)));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let (status, _) = client.block_on(get(sender, "/api/openapi.json", &headers));
+                assert_eq!(status, expected);
+            })
+        });
+    };
+    bench("public", &mut public, None, StatusCode::NOT_MODIFIED);
+    bench(
+        "private_remembered_basic",
+        &mut private,
+        Some(&basic),
+        StatusCode::NOT_MODIFIED,
+    );
+    bench(
+        "private_bearer",
+        &mut private,
+        Some(&bearer),
+        StatusCode::NOT_MODIFIED,
+    );
+    bench(
+        "private_refused",
+        &mut private,
+        None,
+        StatusCode::UNAUTHORIZED,
+    );
+    group.finish();
+}
+
+criterion_group!(benches, access, requests, metrics);
 criterion_main!(benches);

@@ -5,7 +5,8 @@
 --
 -- Traffic is shaped like a real site's: path popularity follows Zipf's law (a path's share
 -- is proportional to 1 / its rank), referrers come from a few dozen sites, a few percent of
--- visits carry a campaign, and times on page spread from seconds to an hour.
+-- visits carry a campaign, times on page spread from seconds to an hour, and visits are
+-- written in time order.
 --
 -- Run against a database the tracker has migrated:
 --   psql -v ON_ERROR_STOP=1 -v paths=100000 -v visits=10000000 -f seed_insights.sql
@@ -35,8 +36,10 @@ BEGIN
         INSERT INTO visits (path_id, registered_at, referrer, spent_time_seconds,
                             utm_source, utm_medium, utm_campaign)
         SELECT p.id,
-               -- Two years, a little more traffic lately.
-               now() - (730 * 86400 * power(random(), 1.2)) * interval '1 second',
+               -- Two years in time order, as a real site writes them (batch by batch,
+               -- a week or so each, sorted within): raw visits lie on disk in time order
+               -- and each day's roll-up rows are written by a few batches only.
+               now() - interval '730 days' + (730 * 86400 * (batch - 1 + random()) / batches) * interval '1 second',
                CASE WHEN r.kind < 0.40 THEN NULL
                     WHEN r.kind < 0.55 THEN 'https://www.google.com/'
                     WHEN r.kind < 0.60 THEN 'https://duckduckgo.com/'
@@ -53,7 +56,8 @@ BEGIN
                                    -- Zipf: density of the rank proportional to 1 / rank.
                                    least(path_count, floor(exp(random() * ln(path_count))) + 1)::int AS rank
                             OFFSET 0) r
-        JOIN seed_paths p ON p.rank = r.rank;
+        JOIN seed_paths p ON p.rank = r.rank
+        ORDER BY 2;
         RAISE NOTICE 'batch % of %', batch, batches;
     END LOOP;
 END

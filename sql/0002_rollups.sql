@@ -101,12 +101,14 @@ CREATE TABLE site_days (
     spent_12 integer NOT NULL DEFAULT 0, spent_13 integer NOT NULL DEFAULT 0
 ) WITH (fillfactor = 70);
 
+-- A path's counts of one day fit in 32 bits, and summing integers is much cheaper than
+-- summing bigints (numeric arithmetic) when the pages table adds up a year of every path.
 CREATE TABLE path_days (
     path_id integer NOT NULL REFERENCES paths (id) ON DELETE CASCADE,
     day date NOT NULL,
-    views bigint NOT NULL DEFAULT 0,
-    visits bigint NOT NULL DEFAULT 0,
-    visitors bigint NOT NULL DEFAULT 0,
+    views integer NOT NULL DEFAULT 0,
+    visits integer NOT NULL DEFAULT 0,
+    visitors integer NOT NULL DEFAULT 0,
     spent_0 integer NOT NULL DEFAULT 0, spent_1 integer NOT NULL DEFAULT 0,
     spent_2 integer NOT NULL DEFAULT 0, spent_3 integer NOT NULL DEFAULT 0,
     spent_4 integer NOT NULL DEFAULT 0, spent_5 integer NOT NULL DEFAULT 0,

@@ -10,9 +10,8 @@ use std::fmt::Write as _;
 
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
-use hyper::{Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode, Uri};
 use serde::Serialize;
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::App;
 use crate::db::rollups::{DayCounts, Scope};
@@ -23,11 +22,9 @@ use crate::insights::pages::Sort;
 use crate::insights::{self, Estimate, Period, Range};
 use crate::paths;
 use crate::query;
+use crate::streams::StreamPermit;
 use crate::time;
 
-/// Streamed downloads at once; more get a 503. Slow readers are cut, so they cannot keep
-/// these for long.
-pub const MAX_STREAMS: usize = 16;
 /// Rows per query of a streamed list.
 const CHUNK_ROWS: i64 = 1000;
 /// Defaults and bounds of the list endpoints.
@@ -180,7 +177,14 @@ pub async fn pages(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let offset = insights::number_param(query, "offset", 0, 0, i64::from(u32::MAX))?;
     let page = app
         .pages
-        .page(&app.db, range, sort, offset as usize, limit as usize)
+        .page(
+            &app.db,
+            app.registry.len(),
+            range,
+            sort,
+            offset as usize,
+            limit as usize,
+        )
         .await?;
     #[derive(Serialize)]
     struct PageJson {
@@ -363,11 +367,10 @@ pub fn push_visit(out: &mut String, visit: &RawVisit) {
 }
 
 /// A permit for one streamed download, or the 503 that says to come back.
-fn stream_permit(app: &App) -> Result<OwnedSemaphorePermit, HttpError> {
+fn stream_permit<B>(app: &App, request: &Request<B>) -> Result<StreamPermit, HttpError> {
     app.streams
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| HttpError::unavailable("too many downloads at once, try again shortly"))
+        .try_acquire(app.client_bucket(request))
+        .ok_or_else(|| HttpError::unavailable("too many downloads at once, try again shortly"))
 }
 
 /// Ends a streamed body as its producer left it: complete, failed (a database error midway:
@@ -410,11 +413,15 @@ impl From<tokio_postgres::Error> for Stop {
 
 /// `GET /api/counts`: `[{"path": "/", "count": 12}, …]`, every registered path with its
 /// visits in all, alphabetically (keyset order: the paths' own index).
-pub async fn counts(app: &App) -> Result<Response<Body>, HttpError> {
-    let permit = stream_permit(app)?;
+pub async fn counts<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let permit = stream_permit(app, request)?;
     app.db.reads()?;
     let db = app.db.clone();
-    let (response, mut chunks) = http::streamed(StatusCode::OK, http::APPLICATION_JSON);
+    let (response, mut chunks) = http::streamed(
+        StatusCode::OK,
+        http::APPLICATION_JSON,
+        app.config.client_timeout,
+    );
     tokio::spawn(async move {
         let _permit = permit;
         let outcome = write_counts(&db, &mut chunks).await;
@@ -455,9 +462,9 @@ pub async fn count(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
 
 /// `GET /api/history?path=PATH`: every stored visit of a path in time order, streamed.
 /// Timestamps carry the offset in force at their instant in the configured zone.
-pub async fn history(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
-    let (_, found) = find_path(&app.db, uri.query()).await?;
-    let permit = stream_permit(app)?;
+pub async fn history<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let (_, found) = find_path(&app.db, request.uri().query()).await?;
+    let permit = stream_permit(app, request)?;
     let db = app.db.clone();
     let today = app.days.today();
     let mut head = String::from("{\"utc_offset\":\"");
@@ -471,7 +478,11 @@ pub async fn history(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> 
         push_json_string(&mut head, name);
     }
     head.push_str(",\"visits\":[");
-    let (response, mut chunks) = http::streamed(StatusCode::OK, http::APPLICATION_JSON);
+    let (response, mut chunks) = http::streamed(
+        StatusCode::OK,
+        http::APPLICATION_JSON,
+        app.config.client_timeout,
+    );
     tokio::spawn(async move {
         let _permit = permit;
         chunks.buf().push_str(&head);
@@ -538,7 +549,8 @@ fn push_csv(out: &mut String, value: Option<&str>, free_text: bool) {
 }
 
 /// `GET /api/export?from&to[&path][&format=csv|ndjson]`: raw visits of the range, streamed.
-pub async fn export(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
+pub async fn export<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
+    let uri = request.uri();
     let query = uri.query();
     let range = range(app, uri)?;
     let format = match query::param(query, "format")?.as_deref() {
@@ -561,14 +573,17 @@ pub async fn export(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
         .day_span(range.first, range.last)
         .await
         .map_err(Unavailable::from)?;
-    let permit = stream_permit(app)?;
+    let permit = stream_permit(app, request)?;
     let db = app.db.clone();
     let (content_type, extension) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
     };
-    let (mut response, mut chunks) =
-        http::streamed(StatusCode::OK, HeaderValue::from_static(content_type));
+    let (mut response, mut chunks) = http::streamed(
+        StatusCode::OK,
+        HeaderValue::from_static(content_type),
+        app.config.client_timeout,
+    );
     tokio::spawn(async move {
         let _permit = permit;
         let outcome = write_export(&db, span, path_id, format, &mut chunks).await;

@@ -28,6 +28,12 @@ pub fn allow(response: &mut Response<Body>, allowed: &HeaderValue) {
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed.clone());
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    // count.js waits as long as the tracker asks (425, 429, 503); a cross-origin script
+    // only sees the headers it is allowed to.
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Retry-After"),
+    );
 }
 
 /// The answer to an `OPTIONS` preflight for a script endpoint.

@@ -17,7 +17,6 @@ use crate::App;
 use crate::clock::TICKS_PER_SEC;
 use crate::db::visits::{Campaign, NewVisit};
 use crate::db::writer::WriteError;
-use crate::forwarded::{self, Peer};
 use crate::http::{self, Body, HttpError};
 use crate::metrics::{Registration, VisitorScope};
 use crate::paths::{self, Refusal};
@@ -89,19 +88,6 @@ impl From<WriteError> for HttpError {
     }
 }
 
-/// The client's address: the peer, or what a trusted proxy says it forwarded for.
-fn client_bucket<B>(app: &App, request: &Request<B>) -> u16 {
-    let peer = request
-        .extensions()
-        .get::<Peer>()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.0);
-    let trusted = &app.config.trusted_proxies;
-    let client = forwarded::client_ip(peer, request.headers(), |address| {
-        trusted.iter().any(|net| net.contains(address))
-    });
-    app.clients.bucket(client)
-}
-
 /// `GET /register?path=PATH`: a token for a new pending visit of a known (or newly
 /// validated) path, and a view.
 pub async fn register<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
@@ -141,7 +127,7 @@ async fn register_view<B>(
                     (Registration::Unavailable, HttpError::unavailable(reason))
                 }
             })?;
-    let client = client_bucket(app, request);
+    let client = app.client_bucket(request);
     let now = app.clock.ticks_ceil();
     app.clients.acquire(client, now).map_err(|retry| {
         app.metrics.client_limited();

@@ -80,12 +80,11 @@ impl hyper::body::Body for Body {
 /// Chunks of about this size are sent to streamed bodies.
 const CHUNK_BYTES: usize = 16 * 1024;
 /// Chunks waiting to be written; with the chunk size this bounds a stream's memory.
-const CHUNKS_IN_FLIGHT: usize = 4;
-/// A streamed response must be read at least this fast on average, once the grace period is
-/// over, or it is cut: a client trickling a download holds a permit and memory for nothing.
-/// (Mobile networks manage well over 100 KiB/s.)
+const CHUNKS_IN_FLIGHT: usize = 2;
+/// A streamed response must be read at least this fast on average, once a grace period (the
+/// configured `client_timeout`) is over, or it is cut: a client trickling a download holds a
+/// permit and memory for nothing. (Mobile networks manage well over 100 KiB/s.)
 pub const MIN_STREAM_RATE: u64 = 16 * 1024;
-const STREAM_RATE_GRACE: Duration = Duration::from_secs(30);
 
 /// The producing end of a streamed body: write text into [`Chunks::buf`], call
 /// [`Chunks::flush_if_full`] now and then, and [`Chunks::finish`] at the end.
@@ -93,6 +92,7 @@ pub struct Chunks {
     sender: mpsc::Sender<Result<Bytes, StreamAborted>>,
     buf: String,
     started: Instant,
+    grace: Duration,
     sent: u64,
 }
 
@@ -127,7 +127,7 @@ impl Chunks {
         let due = Duration::from_secs_f64(
             self.sent.saturating_sub(buffered) as f64 / MIN_STREAM_RATE as f64,
         )
-        .max(STREAM_RATE_GRACE);
+        .max(self.grace);
         let deadline = tokio::time::Instant::from_std(self.started + due);
         match tokio::time::timeout_at(deadline, self.sender.send(Ok(chunk))).await {
             Ok(Ok(())) => Ok(()),
@@ -154,7 +154,12 @@ impl Chunks {
 }
 
 /// A response whose body is produced by whoever holds the returned [`Chunks`].
-pub fn streamed(status: StatusCode, content_type: HeaderValue) -> (Response<Body>, Chunks) {
+/// `grace`: how long the client may read below the minimum rate at first.
+pub fn streamed(
+    status: StatusCode,
+    content_type: HeaderValue,
+    grace: Duration,
+) -> (Response<Body>, Chunks) {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let mut response = Response::new(Body::Stream(receiver));
     *response.status_mut() = status;
@@ -167,6 +172,7 @@ pub fn streamed(status: StatusCode, content_type: HeaderValue) -> (Response<Body
             sender,
             buf: String::with_capacity(CHUNK_BYTES + 512),
             started: Instant::now(),
+            grace,
             sent: 0,
         },
     )

@@ -27,16 +27,17 @@ pub mod routes;
 pub mod script;
 pub mod server;
 pub mod slots;
+pub mod streams;
 pub mod time;
 pub mod views;
 pub mod zone;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::header::HeaderValue;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use config::Config;
 use db::snapshots::{SavedSlot, SavedState, SlotSnapshot};
@@ -65,10 +66,26 @@ pub struct App {
     pub access: access::Gate,
     pub metrics: Arc<metrics::Metrics>,
     pub dashboard: dashboard::Pages,
-    pub pages: insights::pages::PagesCache,
+    pub pages: Arc<insights::pages::PagesCache>,
     pub live: live::Live,
     /// Permits for streamed downloads.
-    pub streams: Arc<Semaphore>,
+    pub streams: streams::StreamPermits,
+}
+
+impl App {
+    /// The client-limiter bucket of a request's client: the peer, or the address a trusted
+    /// proxy forwarded for.
+    pub fn client_bucket<B>(&self, request: &hyper::Request<B>) -> u16 {
+        let peer = request
+            .extensions()
+            .get::<forwarded::Peer>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.0);
+        let trusted = &self.config.trusted_proxies;
+        let client = forwarded::client_ip(peer, request.headers(), |address| {
+            trusted.iter().any(|net| net.contains(address))
+        });
+        self.clients.bucket(client)
+    }
 }
 
 /// A pending visit is never evicted for another before this much time has passed (SPEC
@@ -85,7 +102,12 @@ fn pending_protection(config: &Config) -> Duration {
 const RESTORE_WAIT: Duration = Duration::from_secs(10);
 /// Each final database step of a shutdown may take this long: with the in-flight requests'
 /// grace (see `server`), a shutdown ends within 15 s even when the database hangs.
-const FINAL_STEP: Duration = Duration::from_millis(1500);
+const FINAL_STEP: Duration = Duration::from_secs(1);
+/// From the shutdown signal to the end of the last database step (`server::SHUTDOWN_GRACE`
+/// and five final steps at most). Saving the visitor slots may use what the steps before it
+/// left: a busy instance saves its whole slot table, and 65,536 rows can take more than a
+/// second.
+const SHUTDOWN_WITHIN: Duration = Duration::from_secs(14);
 
 /// Serves on `listener` until `shutdown` completes, then finishes in-flight requests, writes
 /// what they accepted and saves the pending visitors for the next start. The database is
@@ -125,10 +147,16 @@ pub async fn run(
         metrics.clone(),
     );
     let clock = clock::Clock::new();
-    let slots = tokio::select! {
-        slots = restore_slots(&config, &db, &registry, &clock) => slots,
+    // Subscribed before the first connection can happen, so no (re)connection is missed.
+    let mut connected = db.connected();
+    let (slots, paths_loaded) = tokio::select! {
+        restored = restore_slots(&config, &db, &registry, &clock) => restored,
         Some(Fatal(message)) = fatal.recv() => return Err(message),
     };
+    if paths_loaded {
+        // The connections the start waited for are loaded already; reload on the next.
+        connected.borrow_and_update();
+    }
     let protection = pending_protection(&config);
     let access = access::Gate::new(
         access::Policy {
@@ -163,15 +191,20 @@ pub async fn run(
         access,
         metrics,
         dashboard: dashboard::Pages::new(),
-        pages: insights::pages::PagesCache::new(),
+        pages: Arc::new(insights::pages::PagesCache::new()),
         live: live::Live::default(),
-        streams: Arc::new(Semaphore::new(api::MAX_STREAMS)),
+        streams: streams::StreamPermits::default(),
         config,
     });
-    let loader = tokio::spawn(load_paths_on_connect(app.clone()));
+    let loader = tokio::spawn(load_paths_on_connect(app.clone(), connected));
     let (stop_maintenance, maintenance_stop) = watch::channel(false);
     let maintenance = tokio::spawn(maintenance::run(app.clone(), maintenance_stop));
 
+    let stopping = std::sync::OnceLock::new();
+    let shutdown = async {
+        shutdown.await;
+        let _ = stopping.set(Instant::now());
+    };
     let outcome = tokio::select! {
         () = server::serve(listener, app.clone(), shutdown) => Ok(()),
         Some(Fatal(message)) = fatal.recv() => Err(message),
@@ -179,20 +212,29 @@ pub async fn run(
 
     loader.abort();
     let _ = stop_maintenance.send(true);
-    let _ = maintenance.await;
+    // A flush stuck on a hung database must not hold the shutdown.
+    let maintenance_abort = maintenance.abort_handle();
+    if tokio::time::timeout(FINAL_STEP, maintenance).await.is_err() {
+        maintenance_abort.abort();
+    }
     if tokio::time::timeout(FINAL_STEP, maintenance::flush_views(&app))
         .await
         .is_err()
     {
         tracing::warn!("could not write the last views in time");
     }
-    match tokio::time::timeout(FINAL_STEP, save_slots(&app)).await {
+    // Two steps follow the save.
+    let since_stop = stopping.get().map_or(Duration::ZERO, Instant::elapsed);
+    let save_within = SHUTDOWN_WITHIN
+        .saturating_sub(since_stop + 2 * FINAL_STEP)
+        .max(FINAL_STEP);
+    match tokio::time::timeout(save_within, save_slots(&app)).await {
         Ok(Ok(saved)) => tracing::info!(saved, "saved the pending visitors for the next start"),
         Ok(Err(db::Unavailable)) | Err(_) => {
             tracing::warn!("could not save the pending visitors; their visits will not count")
         }
     }
-    writer.stop().await;
+    let _ = tokio::time::timeout(FINAL_STEP, writer.stop()).await;
     if tokio::time::timeout(FINAL_STEP, writer_task).await.is_err() {
         tracing::warn!("the visit writer did not finish in time");
     }
@@ -201,23 +243,23 @@ pub async fn run(
 }
 
 /// The slots of the last run of this instance (saved at its graceful shutdown), or empty
-/// ones. Waits a little for the database, then loads the known paths first: saved slots name
-/// paths by database id, the slot array by this process's index.
+/// ones, and whether the known paths were loaded. Waits a little for the database, then
+/// loads the known paths first: saved slots name paths by database id, the slot array by
+/// this process's index.
 async fn restore_slots(
     config: &Config,
     db: &Db,
     registry: &paths::Registry,
     clock: &clock::Clock,
-) -> slots::Slots {
+) -> (slots::Slots, bool) {
     let count = config.visitor_slots as usize;
     let protect = ticks(pending_protection(config));
     let fresh = || slots::Slots::new(count, config.instance, protect, slots::SlotKeys::random());
-    let mut connected = db.connected();
+    // Polled: the lanes connect in any order and only the first reads lane announces its
+    // connections (`Db::connected`), so a change there says nothing about the writes lane.
     let waited = tokio::time::timeout(RESTORE_WAIT, async {
         while db.writes().is_err() || db.reads().is_err() {
-            if connected.changed().await.is_err() {
-                return;
-            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
@@ -225,27 +267,33 @@ async fn restore_slots(
         tracing::warn!(
             "the database is not reachable yet: starting without the pending visitors of the last run"
         );
-        return fresh();
+        return (fresh(), false);
+    }
+    let loaded = load_paths(registry, db).await.is_ok();
+    if loaded {
+        tracing::info!(paths = registry.len(), "loaded known paths");
     }
     let restored = async {
-        load_paths(registry, db).await?;
-        let Some(snapshot) = db.writes()?.take_slots(i16::from(config.instance)).await? else {
-            return Ok(None);
-        };
-        Ok::<_, db::Unavailable>(Some(snapshot))
+        if !loaded {
+            return Err(db::Unavailable);
+        }
+        db.writes()?
+            .take_slots(i16::from(config.instance))
+            .await
+            .map_err(db::Unavailable::from)
     }
     .await;
     let snapshot = match restored {
         Ok(Some(snapshot)) => snapshot,
-        Ok(None) => return fresh(),
+        Ok(None) => return (fresh(), loaded),
         Err(db::Unavailable) => {
             tracing::warn!("could not read the pending visitors of the last run");
-            return fresh();
+            return (fresh(), loaded);
         }
     };
     let Some(keys) = keys_from(&snapshot.keys) else {
         tracing::warn!("the saved pending visitors are unreadable; starting without them");
-        return fresh();
+        return (fresh(), loaded);
     };
     // Time passed since the snapshot, by the wall clock (the only clock two processes share).
     let since = SystemTime::now()
@@ -293,7 +341,8 @@ async fn restore_slots(
         ticks(maintenance::TOKEN_LIFETIME),
     );
     tracing::info!(restored, "restored the pending visitors of the last run");
-    slots
+    memory::release_free();
+    (slots, loaded)
 }
 
 fn ticks(duration: Duration) -> u32 {
@@ -369,14 +418,16 @@ async fn save_slots(app: &App) -> Result<usize, db::Unavailable> {
 
 /// Fills the path registry from the database each time the connection is (re)established,
 /// so known paths are answered from memory without asking the site again.
-async fn load_paths_on_connect(app: Arc<App>) {
-    let mut connected = app.db.connected();
+async fn load_paths_on_connect(app: Arc<App>, mut connected: watch::Receiver<u64>) {
     loop {
         if connected.changed().await.is_err() {
             return;
         }
         match load_paths(&app.registry, &app.db).await {
-            Ok(()) => tracing::info!(paths = app.registry.len(), "loaded known paths"),
+            Ok(()) => {
+                memory::release_free();
+                tracing::info!(paths = app.registry.len(), "loaded known paths")
+            }
             Err(db::Unavailable) => tracing::warn!("could not load the known paths"),
         }
     }
@@ -386,7 +437,8 @@ async fn load_paths_on_connect(app: Arc<App>) {
 async fn load_paths(registry: &paths::Registry, db: &Db) -> Result<(), db::Unavailable> {
     let mut after = 0;
     loop {
-        let chunk = db.reads()?.paths_after_id(after, 10_000).await?;
+        // Small chunks: the rows of one chunk are in memory at once.
+        let chunk = db.reads()?.paths_after_id(after, 2_000).await?;
         let Some(&(last, _)) = chunk.last() else {
             return Ok(());
         };

@@ -76,7 +76,7 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let listener = match tokio::net::TcpListener::bind(config.socket_address).await {
             Ok(listener) => listener,
             Err(error) => {
@@ -97,7 +97,11 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
                 fail(&message)
             }
         }
-    })
+    });
+    // A blocking task still running (a path check's name lookup, a password check) must not
+    // hold the exit: the shutdown is bounded (SPEC §12: 15 s even when the database hangs).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 /// The process environment as text. A non-UTF-8 value is only an error for our own variables.
@@ -120,26 +124,29 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Completes on Ctrl-C or SIGTERM (what container runtimes and systemd send).
-async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Completes on Ctrl-C or SIGTERM (what container runtimes and systemd send). The handlers
+/// are installed at once, before the start-up restores the last run's visitors: a signal
+/// arriving then is kept for the server instead of killing the process (which would lose
+/// the restored tokens). Must be called inside the runtime.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let received = |signal: &mut Option<tokio::signal::unix::Signal>| {
+            let signal = signal.take();
+            async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = received(&mut interrupt) => tracing::info!("received Ctrl-C"),
+            () = received(&mut terminate) => tracing::info!("received SIGTERM"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("received Ctrl-C"),
-        () = terminate => tracing::info!("received SIGTERM"),
     }
 }

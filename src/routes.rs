@@ -267,12 +267,12 @@ async fn handle(
         Route::ApiReferrers => api::referrers(app, uri).await,
         Route::ApiCampaigns => api::campaigns(app, uri).await,
         Route::ApiLive => api::live(app).await,
-        Route::ApiExport => api::export(app, uri).await,
+        Route::ApiExport => api::export(app, request).await,
         Route::ApiOpenApi => Ok(app.openapi.respond(request.headers())),
-        Route::ApiCounts => api::counts(app).await,
+        Route::ApiCounts => api::counts(app, request).await,
         Route::ApiCount => api::count(app, uri).await,
-        Route::ApiHistory => api::history(app, uri).await,
-        Route::Metrics => Ok(metrics(app)),
+        Route::ApiHistory => api::history(app, request).await,
+        Route::Metrics => Ok(metrics(app).await),
         Route::Health => Ok(health(app).await),
         Route::Script => Ok(app.script.respond(request.headers())),
         Route::Register => counting::register(app, request).await,
@@ -291,7 +291,10 @@ async fn health(app: &App) -> Response<Body> {
 }
 
 /// `GET /metrics`: the Prometheus text format.
-fn metrics(app: &App) -> Response<Body> {
+async fn metrics(app: &App) -> Response<Body> {
+    // The same test as `/health` (every connection up, a ping answered), so the two never
+    // disagree; first, so the other gauges are read after its wait.
+    let database_up = app.db.is_healthy().await;
     let now = app.clock.ticks();
     let mut live = 0;
     app.slots.live(
@@ -303,7 +306,7 @@ fn metrics(app: &App) -> Response<Body> {
         pending_visitors: app.slots.pending_count(now) as u64,
         live_visitors: live,
         writer_queue_depth: app.writer.queued() as u64,
-        database_up: app.db.writes().is_ok() && app.db.reads().is_ok(),
+        database_up,
         visitor_slots: app.slots.len() as u64,
         known_paths: app.registry.len() as u64,
     };

@@ -56,6 +56,20 @@ mod tests {
     }
 
     #[test]
+    fn no_comment_is_served() {
+        // Only full-line comments are dropped: one after code on the same line would ship.
+        let script = count_js("https://t.example", 19);
+        let source = std::str::from_utf8(script.body()).unwrap();
+        for line in source.lines() {
+            assert!(!line.contains(" //") && !line.contains("/*"), "{line}");
+        }
+        assert!(
+            source.len() < TEMPLATE.len() * 3 / 4,
+            "comments and indentation are most of the template"
+        );
+    }
+
+    #[test]
     fn the_etag_follows_the_configuration() {
         let script = count_js("https://t.example", 19);
         assert_eq!(

@@ -29,8 +29,11 @@ use crate::routes;
 /// Largest request head hyper buffers; beyond it the answer is 431.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
-/// How long in-flight requests may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long in-flight requests may take to finish after a shutdown signal. With the final
+/// database steps after it (see `lib.rs`), a shutdown takes at most 15 s even when the
+/// database hangs: the longest a request waits for the database is `request_timeout`
+/// (10 s by default), and one that has not finished by now is answered by nobody.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
 
 /// Serves connections until `shutdown` completes, then lets in-flight requests finish.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
@@ -69,6 +72,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        limit_send_buffer(&stream);
         let app = app.clone();
         let peer = crate::forwarded::Peer(peer.ip());
         let service = service_fn(move |mut request: hyper::Request<_>| {
@@ -107,6 +111,32 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         .is_err()
     {
         tracing::warn!("some connections did not finish in time; closing them");
+    }
+}
+
+/// The kernel's send buffer of a connection, before doubling: with autotuning it grows to
+/// megabytes, which would let a client reading a stream at a trickle look like a fast one
+/// for minutes (the minimum read rate of streams is judged by what leaves the process).
+/// 32 KiB (64 KiB once the kernel doubles it) still carries a megabyte a second and more at
+/// internet round-trip times.
+const SEND_BUFFER_BYTES: libc::c_int = 32 * 1024;
+
+fn limit_send_buffer(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SEND_BUFFER_BYTES;
+    // SAFETY: a valid socket descriptor (borrowed from a live stream), a correctly sized
+    // c_int option value; setsockopt only reads it.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "could not limit a send buffer");
     }
 }
 

@@ -129,7 +129,7 @@ async fn a_client_that_stops_reading_releases_its_stream() {
     .unwrap();
     // History downloads that are never read hold every stream permit…
     let mut stalled = Vec::new();
-    for _ in 0..oxitraffic::api::MAX_STREAMS {
+    for _ in 0..oxitraffic::streams::PER_CLIENT {
         let mut stream = TcpStream::connect(tracker.addr).await.unwrap();
         stream
             .write_all(b"GET /api/history?path=%2Fbig HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -1,5 +1,6 @@
 //! The command line, against the real binary: `--version`, `--help`, `check-config`,
-//! `hash-password`, `new-api-token` and unknown arguments. None of these needs PostgreSQL.
+//! `hash-password` (piped, and typed at a pseudo-terminal), `new-api-token` and unknown
+//! arguments. None of these needs PostgreSQL; `healthcheck` is in `tests/healthcheck.rs`.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -332,4 +333,162 @@ fn unknown_arguments_print_the_usage_and_exit_2() {
         assert!(text.contains("oxitraffic new-api-token"), "{text}");
         assert!(output.stdout.is_empty());
     }
+}
+
+/// A pseudo-terminal: the parent writes what is "typed" into `master` and reads what the
+/// terminal shows; the child gets `slave` as its terminal.
+struct Pty {
+    master: std::fs::File,
+    slave: std::fs::File,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor this function owns; each result is checked
+        // before the next call, and the name buffer is NUL-terminated by ptsname_r.
+        unsafe {
+            let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(
+                master >= 0,
+                "posix_openpt: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::grantpt(master), 0);
+            assert_eq!(libc::unlockpt(master), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(master, name.as_mut_ptr(), name.len()), 0);
+            let flags = libc::fcntl(master, libc::F_GETFL);
+            assert_eq!(
+                libc::fcntl(master, libc::F_SETFL, flags | libc::O_NONBLOCK),
+                0
+            );
+            let name = std::ffi::CStr::from_ptr(name.as_ptr()).to_str().unwrap();
+            let slave = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(name)
+                .expect("open the terminal's slave side");
+            Pty {
+                master: std::fs::File::from_raw_fd(master),
+                slave,
+            }
+        }
+    }
+
+    /// Reads what the terminal shows until `needle` appears in `seen`; fails after 10 s.
+    fn read_until(&mut self, seen: &mut String, needle: &str) {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut buffer = [0u8; 1024];
+        while !seen.contains(needle) {
+            match self.master.read(&mut buffer) {
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{needle:?} never shown; the terminal shows {seen:?}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("read the terminal: {e}"),
+            }
+        }
+    }
+
+    /// Reads what the terminal has shown and not been read yet.
+    fn drain(&mut self, seen: &mut String) {
+        use std::io::Read;
+        let mut buffer = [0u8; 1024];
+        loop {
+            match self.master.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => panic!("read the terminal: {e}"),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.master
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+
+    fn echoes(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut settings = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: tcgetattr fills the struct, read only after it succeeded.
+        let settings = unsafe {
+            assert_eq!(
+                libc::tcgetattr(self.slave.as_raw_fd(), settings.as_mut_ptr()),
+                0
+            );
+            settings.assume_init()
+        };
+        settings.c_lflag & libc::ECHO != 0
+    }
+}
+
+/// `hash-password` at a terminal (stdin and stderr), typed twice.
+fn hash_at_a_terminal(first: &str, second: &str) -> (Output, String, bool) {
+    let mut pty = Pty::open();
+    assert!(pty.echoes(), "a new terminal echoes");
+    let child = Command::new(env!("CARGO_BIN_EXE_oxitraffic"))
+        .arg("hash-password")
+        .env_clear()
+        .stdin(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run oxitraffic");
+    let mut shown = String::new();
+    // Typed only once asked: the prompt comes after the echo is off.
+    pty.read_until(&mut shown, "Password: ");
+    let echoing_while_asked = pty.echoes();
+    pty.type_line(first);
+    pty.read_until(&mut shown, "Repeat the password: ");
+    pty.type_line(second);
+    let output = child.wait_with_output().unwrap();
+    // The child has exited: everything it wrote to the terminal is waiting in the master.
+    pty.drain(&mut shown);
+    assert!(
+        !echoing_while_asked,
+        "the echo is off while the password is typed"
+    );
+    (output, shown, pty.echoes())
+}
+
+#[test]
+fn hash_password_at_a_terminal_asks_twice_without_echo() {
+    let password = "tr0ub4dor & 3";
+    let (output, shown, echoes_after) = hash_at_a_terminal(password, password);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    let hash = stdout(&output);
+    let parsed = PasswordHash::new(hash.trim_end()).unwrap();
+    assert!(
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    );
+    assert!(
+        !shown.contains(password),
+        "the password was shown: {shown:?}"
+    );
+    assert!(!shown.contains("tr0ub"), "part of it was shown: {shown:?}");
+    // At a terminal the next step is said too, with the compose pitfall.
+    assert!(
+        shown.contains("set it as `password_hash` under `[access]`")
+            && shown.contains("OXITRAFFIC_ACCESS__PASSWORD_HASH")
+            && shown.contains("`$$`"),
+        "{shown:?}"
+    );
+    assert!(echoes_after, "the terminal echoes again afterwards");
+
+    let (output, shown, echoes_after) = hash_at_a_terminal(password, "tr0ub4dor & 4");
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(output.stdout.is_empty(), "nothing is hashed");
+    assert!(shown.contains("the two passwords differ"), "{shown:?}");
+    assert!(echoes_after, "the terminal echoes again after a mistake");
 }

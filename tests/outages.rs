@@ -78,13 +78,26 @@ async fn visitor(addr: SocketAddr, until: Instant, outcomes: Arc<Mutex<Outcomes>
     }
 }
 
+/// The token of every stored visit (a visit's token is kept beside it for a day); a visit
+/// without one would be a duplicate written around the idempotency check.
 async fn stored_tokens(db: &tokio_postgres::Client) -> Vec<u64> {
-    db.query("SELECT token FROM visits", &[])
+    let tokens: Vec<u64> = db
+        .query(
+            "SELECT t.token FROM visits v JOIN visit_tokens t ON t.visit_id = v.id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
         .map(|r| r.get::<_, i64>(0) as u64)
-        .collect()
+        .collect();
+    let visits: i64 = db
+        .query_one("SELECT count(*) FROM visits", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(visits as usize, tokens.len(), "every visit has its token");
+    tokens
 }
 
 fn assert_each_acknowledged_visit_stored_once(acknowledged: &[u64], stored: &[u64]) {

@@ -38,7 +38,7 @@ use crate::paths::exclude::PathPattern;
 pub const CONFIG_FILE_VAR: &str = "OXITRAFFIC_CONFIG_FILE";
 
 /// Token bits are shared between the slot index and the per-registration tag, and a token
-/// must stay below 2^53; 2^24 slots still leaves 29 tag bits (one guess in half a billion).
+/// must stay below 2^53 with the instance in bits 48–52; 2^24 slots still leave 24 tag bits.
 pub const MAX_VISITOR_SLOTS: u64 = 1 << 24;
 /// Pending visits refer to a path by its index in memory, stored in 24 bits of a slot.
 pub const MAX_PATHS_LIMIT: u64 = (1 << 24) - 1;
@@ -456,7 +456,7 @@ mod tests {
             exclude_paths = ["/admin/**", "/*.php"]
             instance = 31
             trusted_proxies = ["10.0.0.0/8", "::1"]
-            max_pending_per_client = 1000000
+            max_pending_per_client = 65535
 
             [db]
             schema = "site_2"
@@ -484,7 +484,7 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(proxies, ["10.0.0.0/8", "::1"]);
-        assert_eq!(config.max_pending_per_client, 1_000_000);
+        assert_eq!(config.max_pending_per_client, 65_535);
         assert_eq!(config.db.schema, "site_2");
         let access = &config.access;
         assert_eq!(
@@ -571,12 +571,12 @@ mod tests {
             (
                 "OXITRAFFIC_MAX_PENDING_PER_CLIENT",
                 "0",
-                "must be between 1 and 1000000",
+                "must be between 1 and 65535",
             ),
             (
                 "OXITRAFFIC_MAX_PENDING_PER_CLIENT",
                 "1000001",
-                "must be between 1 and 1000000",
+                "must be between 1 and 65535",
             ),
             (
                 "OXITRAFFIC_TIME_ZONE",

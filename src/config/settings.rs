@@ -212,13 +212,13 @@ pub const SETTINGS: &[Setting] = &[
         "max_pending_per_client",
         Integer,
         Value("256"),
-        "pending registrations one client address (IPv6: its /64) may hold",
+        "pending registrations one client address (IPv6: its /64) may hold (1-65535)",
     ),
     setting(
         "visitor_slots",
         Integer,
         Value("65536"),
-        "visitors that can be pending at once (16 B each)",
+        "visitors that can be pending at once (24 B each)",
     ),
     setting(
         "max_paths",

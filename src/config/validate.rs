@@ -78,7 +78,11 @@ pub(super) fn build(
 
     let instance = check.integer_in("instance", 0, 31);
     let trusted_proxies = check.list("trusted_proxies", IpNet::parse);
-    let max_pending_per_client = check.integer_in("max_pending_per_client", 1, 1_000_000);
+    let max_pending_per_client = check.integer_in(
+        "max_pending_per_client",
+        1,
+        i64::from(crate::clients::MAX_PENDING_LIMIT),
+    );
     let visitor_slots = check.integer_in("visitor_slots", 16, MAX_VISITOR_SLOTS as i64);
     let max_paths = check.integer_in("max_paths", 1, MAX_PATHS_LIMIT as i64);
     let max_connections = check.integer_in("max_connections", 1, 1_000_000);

@@ -116,6 +116,7 @@ pub async fn index(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
         overview(app, Scope::Site, selection, today),
         app.pages.page(
             &app.db,
+            app.registry.len(),
             selection.range,
             selection.sort,
             selection.offset(),

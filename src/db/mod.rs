@@ -163,8 +163,15 @@ impl ConnectOptions {
             Kind::Reads | Kind::Writes => self.statement_timeout,
             Kind::Maintenance => MAINTENANCE_STATEMENT_TIMEOUT,
         };
+        // JIT compilation costs more than it saves on statements of milliseconds. The pages
+        // table aggregates a year of every path at once: memory enough that its hash table
+        // stays off the disk (PostgreSQL takes it only while such a query runs).
+        let work_mem = match lane {
+            Kind::Reads => " -c work_mem=32MB",
+            Kind::Writes | Kind::Maintenance => "",
+        };
         pg.options(format!(
-            "-c search_path={} -c statement_timeout={}",
+            "-c search_path={} -c statement_timeout={} -c jit=off{work_mem}",
             self.schema,
             timeout.as_millis()
         ));

@@ -4,6 +4,7 @@
 //! [`Conn::flush_views`]. Everything the dashboard and the insights API show comes from here,
 //! never from raw visits, so a year costs a few hundred rows per scope.
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Row, Statement};
 
 use super::Conn;
@@ -86,6 +87,8 @@ pub(super) struct Statements {
     referrers: [Statement; 2],
     campaigns: [Statement; 2],
     pages: Statement,
+    pages_spent: Statement,
+    paths_spent: Statement,
     flush_views: Statement,
     version: Statement,
     today: Statement,
@@ -158,7 +161,7 @@ impl Statements {
                      FROM site_days WHERE {range} ORDER BY day"
                 ),
                 format!(
-                    "SELECT (day - DATE '1970-01-01')::int4, views, visits, visitors
+                    "SELECT (day - DATE '1970-01-01')::int4, views::int8, visits::int8, visitors::int8
                      FROM path_days WHERE path_id = $3 AND {range} ORDER BY day"
                 ),
             )
@@ -173,9 +176,25 @@ impl Statements {
                 campaigns("path_sources", " AND path_id = $4"),
             )
             .await?,
+            // Counts only: a year of a large site is millions of rows, and every aggregate
+            // column costs time on each of them; histograms are summed where needed.
             pages: client
                 .prepare(&format!(
-                    "SELECT path_id, {sums} FROM path_days WHERE {range} GROUP BY path_id"
+                    "SELECT path_id, sum(views)::int8, sum(visits)::int8, sum(visitors)::int8
+                     FROM path_days WHERE {range} GROUP BY path_id"
+                ))
+                .await?,
+            pages_spent: client
+                .prepare(&format!(
+                    "SELECT path_id, {} FROM path_days WHERE {range} GROUP BY path_id",
+                    spent_sums()
+                ))
+                .await?,
+            paths_spent: client
+                .prepare(&format!(
+                    "SELECT path_id, {} FROM path_days
+                     WHERE path_id = ANY ($3) AND {range} GROUP BY path_id",
+                    spent_sums()
                 ))
                 .await?,
             // Rows in key order, as the visits triggers take them, so concurrent writers
@@ -340,13 +359,14 @@ impl Conn {
             .collect())
     }
 
-    /// Every path with counts in `first..=last` and its sums, handed to `each` one at a time
-    /// (a large site has a hundred thousand of them: no list of rows is ever built).
+    /// Every path with counts in `first..=last` and its views, visits and visitors, handed to
+    /// `each` one at a time (a large site has a hundred thousand of them: no list of rows is
+    /// ever built).
     pub async fn pages(
         &self,
         first: Day,
         last: Day,
-        mut each: impl FnMut(i32, Totals),
+        mut each: impl FnMut(i32, i64, i64, i64),
     ) -> Result<(), Error> {
         let rows = self
             .client
@@ -355,7 +375,47 @@ impl Conn {
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = super::next_row(rows.as_mut()).await {
             let row = row?;
-            each(row.get(0), Totals::from_row(&row, 1));
+            each(row.get(0), row.get(1), row.get(2), row.get(3));
+        }
+        Ok(())
+    }
+
+    /// The time-on-page histogram of every path in `first..=last` (all of them), or of the
+    /// paths `only`, handed to `each` one at a time.
+    pub async fn pages_spent(
+        &self,
+        first: Day,
+        last: Day,
+        only: Option<&[i32]>,
+        mut each: impl FnMut(i32, [i64; BUCKETS]),
+    ) -> Result<(), Error> {
+        let (first, last) = (first.days(), last.days());
+        let rows = match only {
+            None => {
+                self.client
+                    .query_raw(
+                        &self.rollups.pages_spent,
+                        [&first as &(dyn ToSql + Sync), &last],
+                    )
+                    .await?
+            }
+            Some(ids) => {
+                self.client
+                    .query_raw(
+                        &self.rollups.paths_spent,
+                        [&first as &(dyn ToSql + Sync), &last, &ids],
+                    )
+                    .await?
+            }
+        };
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = super::next_row(rows.as_mut()).await {
+            let row = row?;
+            let mut spent = [0; BUCKETS];
+            for (bucket, count) in spent.iter_mut().enumerate() {
+                *count = row.get(1 + bucket);
+            }
+            each(row.get(0), spent);
         }
         Ok(())
     }

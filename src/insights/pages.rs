@@ -2,22 +2,26 @@
 //! sites with a hundred thousand paths.
 //!
 //! Ranking needs every path's sums over the range, which is one aggregate over `path_days`
-//! (a year of a large site is millions of rows: about a second of PostgreSQL time). So the
+//! (a year of a large site is millions of rows: a second or more of PostgreSQL time). So the
 //! aggregate is built once into a compact table (20 bytes per path) and kept for the range
 //! last asked; each request checks it against the roll-ups' version (one tiny query) and
-//! only slices it. While visits arrive the version changes constantly: a table is then
-//! rebuilt when asked for, except that a table whose build was slow may serve for up to
-//! [`STALE_FACTOR`] times its build time before a rebuild (so a busy large site spends at
-//! most a tenth of a core's time on rebuilding it). A small site's table builds in
-//! milliseconds and is always exact.
+//! only slices it. Medians of the time on page need each path's histogram, fourteen more
+//! sums per row: they are computed for the rows a page shows and remembered, and for every
+//! path only when the table is sorted by them.
+//!
+//! While visits arrive the version changes constantly. A table that builds in milliseconds
+//! (a small site) is then rebuilt at once and always exact; a table whose build was slow
+//! keeps serving for up to [`STALE_FACTOR`] times its build time, and after that it is
+//! rebuilt in the background while it still serves, so nobody waits and a busy large site
+//! spends at most a tenth of a core on rebuilding it.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
 use super::{Histogram, Range};
-use crate::db::rollups::Totals;
 use crate::db::{Db, Unavailable};
 
 /// How many build times a slow-built table may serve after the data changed.
@@ -67,35 +71,57 @@ impl Sort {
 }
 
 /// One path's figures, compact: a hundred thousand of them fit in 2 MB.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Entry {
     path_id: i32,
     views: u32,
     visits: u32,
     visitors: u32,
-    /// Seconds; NaN when no time was reported.
-    median: f32,
+    /// The median's bits as an `f32` of seconds, NaN when no time was reported, or
+    /// [`NOT_COMPUTED`].
+    median: AtomicU32,
 }
 
+/// A median nobody asked for yet (not a bit pattern `f32` arithmetic produces).
+const NOT_COMPUTED: u32 = u32::MAX;
+
 impl Entry {
-    fn new(path_id: i32, totals: &Totals) -> Entry {
+    fn new(path_id: i32, views: i64, visits: i64, visitors: i64) -> Entry {
         let clamp = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
-        let median = Histogram {
-            counts: totals.spent,
-        }
-        .median()
-        .map_or(f32::NAN, |estimate| estimate.seconds as f32);
         Entry {
             path_id,
-            views: clamp(totals.views),
-            visits: clamp(totals.visits),
-            visitors: clamp(totals.visitors),
-            median,
+            views: clamp(views),
+            visits: clamp(visits),
+            visitors: clamp(visitors),
+            median: AtomicU32::new(NOT_COMPUTED),
         }
     }
 
     fn engagement(&self) -> Option<f64> {
         super::engagement(i64::from(self.visits), i64::from(self.views))
+    }
+
+    /// The median, once computed: `Some(None)` when no time was reported.
+    fn median(&self) -> Option<Option<f64>> {
+        // Relaxed: each value is self-contained; racing writers store the same value.
+        match self.median.load(Ordering::Relaxed) {
+            NOT_COMPUTED => None,
+            bits => {
+                let seconds = f32::from_bits(bits);
+                Some((!seconds.is_nan()).then_some(f64::from(seconds)))
+            }
+        }
+    }
+
+    fn set_median(&self, histogram: [i64; crate::db::rollups::BUCKETS]) {
+        let seconds = Histogram { counts: histogram }
+            .median()
+            .map_or(f32::NAN, |estimate| estimate.seconds as f32);
+        self.median.store(seconds.to_bits(), Ordering::Relaxed);
+    }
+
+    fn no_median(&self) {
+        self.median.store(f32::NAN.to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -126,19 +152,48 @@ struct Table {
     entries: Box<[Entry]>,
     /// Entry indexes in each sort order, computed the first time that order is asked for.
     orders: [OnceLock<Box<[u32]>>; Sort::ALL.len()],
+    /// Every median is computed (for the sort by time on page).
+    all_medians: OnceLock<()>,
 }
 
 impl Table {
-    fn usable_for(&self, range: Range, version: i64) -> bool {
+    fn entry(&self, path_id: i32) -> Option<&Entry> {
+        self.entries
+            .binary_search_by_key(&path_id, |entry| entry.path_id)
+            .ok()
+            .map(|at| &self.entries[at])
+    }
+
+    /// Whether this table may answer for `range` at roll-up `version`, and whether it should
+    /// be rebuilt in the background meanwhile.
+    fn usable_for(&self, range: Range, version: i64) -> Freshness {
         if self.range != range {
-            return false;
+            return Freshness::Other;
         }
         if self.version == version {
-            return true;
+            return Freshness::Exact;
         }
-        self.build_time >= ALWAYS_FRESH_BELOW
-            && self.built.elapsed() < self.build_time * STALE_FACTOR
+        if self.build_time < ALWAYS_FRESH_BELOW {
+            return Freshness::Other;
+        }
+        if self.built.elapsed() < self.build_time * STALE_FACTOR {
+            Freshness::Recent
+        } else {
+            Freshness::Due
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// Built at this version.
+    Exact,
+    /// Older, but within its staleness allowance.
+    Recent,
+    /// Older: serve it, and rebuild in the background.
+    Due,
+    /// For another range, or too cheap to serve stale: build now.
+    Other,
 }
 
 /// Largest first; ties (and values unknown, which go last) by path id, so pages never
@@ -150,7 +205,7 @@ fn compare(a: &Entry, b: &Entry, sort: Sort) -> std::cmp::Ordering {
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
     };
-    let median = |e: &Entry| (!e.median.is_nan()).then_some(f64::from(e.median));
+    let median = |e: &Entry| e.median().flatten();
     let primary = match sort {
         Sort::Visits => b.visits.cmp(&a.visits),
         Sort::Views => b.views.cmp(&a.views),
@@ -162,10 +217,16 @@ fn compare(a: &Entry, b: &Entry, sort: Sort) -> std::cmp::Ordering {
     primary.then(a.path_id.cmp(&b.path_id))
 }
 
-/// The table of the range last asked for (one at a time: a table is up to a few MB).
+/// Tables kept: the range last asked for. A large site's table is a few MB, and the memory
+/// bar is 12 MiB for the whole process; another range waits for its build.
+const TABLES: usize = 1;
+
 #[derive(Default)]
 pub struct PagesCache {
-    table: Mutex<Option<Arc<Table>>>,
+    /// Most recently used last.
+    tables: Mutex<Vec<Arc<Table>>>,
+    /// Ranges being rebuilt in the background.
+    rebuilding: std::sync::Mutex<Vec<Range>>,
 }
 
 impl PagesCache {
@@ -174,20 +235,35 @@ impl PagesCache {
     }
 
     /// Rows `offset..offset + limit` of the table of `range` sorted by `sort`.
+    /// `known_paths` (how many paths exist) sizes a table being built.
     pub async fn page(
-        &self,
+        self: &Arc<Self>,
         db: &Db,
+        known_paths: usize,
         range: Range,
         sort: Sort,
         offset: usize,
         limit: usize,
     ) -> Result<Page, Unavailable> {
-        let table = self.table(db, range).await?;
+        let table = self.table(db, range, known_paths).await?;
+        if sort == Sort::Spent && table.all_medians.get().is_none() {
+            db.reads()?
+                .pages_spent(range.first, range.last, None, |path_id, histogram| {
+                    if let Some(entry) = table.entry(path_id) {
+                        entry.set_median(histogram);
+                    }
+                })
+                .await?;
+            for entry in table.entries.iter().filter(|e| e.median().is_none()) {
+                entry.no_median();
+            }
+            let _ = table.all_medians.set(());
+        }
         let order = match table.orders[sort.index()].get() {
             Some(order) => order,
             None => {
                 let order = if sort == Sort::Path {
-                    by_path(db, &table.entries).await?
+                    by_path(db, &table).await?
                 } else {
                     let mut order: Vec<u32> = (0..table.entries.len() as u32).collect();
                     order.sort_unstable_by(|&a, &b| {
@@ -205,7 +281,29 @@ impl PagesCache {
             .map(|&i| &table.entries[i as usize])
             .collect();
         let ids: Vec<i32> = chosen.iter().map(|e| e.path_id).collect();
-        let mut names = db.reads()?.path_names(&ids).await?;
+        let conn = db.reads()?;
+        let missing: Vec<i32> = chosen
+            .iter()
+            .filter(|e| e.median().is_none())
+            .map(|e| e.path_id)
+            .collect();
+        if !missing.is_empty() {
+            conn.pages_spent(
+                range.first,
+                range.last,
+                Some(&missing),
+                |path_id, histogram| {
+                    if let Some(entry) = table.entry(path_id) {
+                        entry.set_median(histogram);
+                    }
+                },
+            )
+            .await?;
+            for entry in chosen.iter().filter(|e| e.median().is_none()) {
+                entry.no_median();
+            }
+        }
+        let mut names = conn.path_names(&ids).await?;
         names.sort_unstable_by_key(|(id, _)| *id);
         let rows = chosen
             .into_iter()
@@ -219,7 +317,7 @@ impl PagesCache {
                     visits: i64::from(entry.visits),
                     visitors: i64::from(entry.visitors),
                     engagement: entry.engagement(),
-                    median_spent: (!entry.median.is_nan()).then_some(f64::from(entry.median)),
+                    median_spent: entry.median().flatten(),
                 })
             })
             .collect();
@@ -229,57 +327,128 @@ impl PagesCache {
         })
     }
 
-    async fn table(&self, db: &Db, range: Range) -> Result<Arc<Table>, Unavailable> {
-        let conn = db.reads()?;
-        let version = conn.rollup_version().await?;
+    async fn table(
+        self: &Arc<Self>,
+        db: &Db,
+        range: Range,
+        known_paths: usize,
+    ) -> Result<Arc<Table>, Unavailable> {
+        let version = db.reads()?.rollup_version().await?;
         // Held while building: concurrent requests wait for the one build instead of
         // starting their own.
-        let mut current = self.table.lock().await;
-        if let Some(table) = current.as_ref().filter(|t| t.usable_for(range, version)) {
-            return Ok(table.clone());
+        let mut tables = self.tables.lock().await;
+        let found = tables
+            .iter()
+            .rposition(|table| table.usable_for(range, version) != Freshness::Other);
+        if let Some(at) = found {
+            let table = tables.remove(at);
+            tables.push(table.clone());
+            if table.usable_for(range, version) == Freshness::Due {
+                self.rebuild_in_background(db, range, known_paths);
+            }
+            return Ok(table);
         }
-        // The old table goes before the new one is built, so two never coexist in memory.
-        *current = None;
-        let started = Instant::now();
-        let mut entries = Vec::new();
-        conn.pages(range.first, range.last, |path_id, totals| {
-            entries.push(Entry::new(path_id, &totals));
-        })
-        .await?;
-        let table = Arc::new(Table {
-            range,
-            version,
-            built: Instant::now(),
-            build_time: started.elapsed(),
-            entries: entries.into_boxed_slice(),
-            orders: Default::default(),
-        });
-        tracing::debug!(
-            paths = table.entries.len(),
-            build_ms = table.build_time.as_millis() as u64,
-            "built the pages table"
-        );
-        *current = Some(table.clone());
+        // Tables of this range that are out of date go before the new one is built, so the
+        // memory of two of them is never needed for one range.
+        tables.retain(|table| table.range != range);
+        let table = Arc::new(build(db, range, version, known_paths).await?);
+        store(&mut tables, table.clone());
         Ok(table)
+    }
+
+    fn rebuild_in_background(self: &Arc<Self>, db: &Db, range: Range, known_paths: usize) {
+        {
+            let mut rebuilding = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+            if rebuilding.contains(&range) {
+                return;
+            }
+            rebuilding.push(range);
+        }
+        let (cache, db) = (self.clone(), db.clone());
+        tokio::spawn(async move {
+            let built = async {
+                let version = db.reads()?.rollup_version().await?;
+                build(&db, range, version, known_paths).await
+            }
+            .await;
+            if let Ok(table) = built {
+                let mut tables = cache.tables.lock().await;
+                tables.retain(|t| t.range != range);
+                store(&mut tables, Arc::new(table));
+            }
+            cache
+                .rebuilding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|r| *r != range);
+        });
     }
 }
 
+fn store(tables: &mut Vec<Arc<Table>>, table: Arc<Table>) {
+    while tables.len() >= TABLES {
+        tables.remove(0);
+    }
+    tables.push(table);
+}
+
+async fn build(
+    db: &Db,
+    range: Range,
+    version: i64,
+    expected_paths: usize,
+) -> Result<Table, Unavailable> {
+    let started = Instant::now();
+    // Sized for every known path up front: growing by doubling would need twice the memory
+    // at the end.
+    let mut entries = Vec::with_capacity(expected_paths);
+    db.reads()?
+        .pages(
+            range.first,
+            range.last,
+            |path_id, views, visits, visitors| {
+                entries.push(Entry::new(path_id, views, visits, visitors));
+            },
+        )
+        .await?;
+    // In id order, so an entry is found by binary search without a map beside the table.
+    entries.sort_unstable_by_key(|entry| entry.path_id);
+    let table = Table {
+        range,
+        version,
+        built: Instant::now(),
+        build_time: started.elapsed(),
+        entries: entries.into_boxed_slice(),
+        orders: Default::default(),
+        all_medians: OnceLock::new(),
+    };
+    tracing::debug!(
+        paths = table.entries.len(),
+        build_ms = table.build_time.as_millis() as u64,
+        "built the pages table"
+    );
+    crate::memory::release_free();
+    Ok(table)
+}
+
 /// Entry indexes in the alphabetical order of their paths (asked of the database, which
-/// has the paths' text and an index on it), in chunks of 10,000 paths.
-async fn by_path(db: &Db, entries: &[Entry]) -> Result<Box<[u32]>, Unavailable> {
-    let mut position: std::collections::HashMap<i32, u32> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.path_id, i as u32))
-        .collect();
+/// has the paths' text and an index on it), in chunks of 2,000 paths (a chunk's rows are in
+/// memory at once).
+async fn by_path(db: &Db, table: &Table) -> Result<Box<[u32]>, Unavailable> {
     let conn = db.reads()?;
-    let mut order = Vec::with_capacity(entries.len());
+    let mut order = Vec::with_capacity(table.entries.len());
     let mut after = String::new();
     loop {
-        let chunk = conn.paths_after_name(&after, 10_000).await?;
+        let chunk = conn.paths_after_name(&after, 2_000).await?;
         let Some(last) = chunk.last() else { break };
         after.clone_from(&last.path);
-        order.extend(chunk.iter().filter_map(|named| position.remove(&named.id)));
+        order.extend(chunk.iter().filter_map(|named| {
+            table
+                .entries
+                .binary_search_by_key(&named.id, |entry| entry.path_id)
+                .ok()
+                .map(|at| at as u32)
+        }));
     }
     Ok(order.into_boxed_slice())
 }
@@ -289,13 +458,9 @@ mod tests {
     use super::*;
 
     fn entry(path_id: i32, views: u32, visits: u32, median: f32) -> Entry {
-        Entry {
-            path_id,
-            views,
-            visits,
-            visitors: views / 2,
-            median,
-        }
+        let entry = Entry::new(path_id, views.into(), visits.into(), (views / 2).into());
+        entry.median.store(median.to_bits(), Ordering::Relaxed);
+        entry
     }
 
     #[test]
@@ -318,19 +483,48 @@ mod tests {
     }
 
     #[test]
-    fn a_table_is_reused_while_exact_and_stale_only_when_slow_to_build() {
+    fn medians_are_remembered_once_computed() {
+        let entry = Entry::new(1, 4, 2, 1);
+        assert_eq!(entry.median(), None, "not computed yet");
+        let mut histogram = [0; crate::db::rollups::BUCKETS];
+        histogram[2] = 10;
+        entry.set_median(histogram);
+        assert_eq!(entry.median(), Some(Some(25.0)));
+        entry.no_median();
+        assert_eq!(entry.median(), Some(None), "computed: no time reported");
+    }
+
+    #[test]
+    fn a_table_is_reused_while_exact_and_rebuilt_behind_when_slow_to_build() {
         let range = Range::ending(crate::time::Day::from_days(20_000), 30);
-        let table = |build_ms| Table {
+        let table = |build_ms, age_ms| Table {
             range,
             version: 7,
-            built: Instant::now(),
+            built: Instant::now() - Duration::from_millis(age_ms),
             build_time: Duration::from_millis(build_ms),
             entries: Box::new([]),
             orders: Default::default(),
+            all_medians: OnceLock::new(),
         };
-        assert!(table(1).usable_for(range, 7));
-        assert!(!table(1).usable_for(range, 8), "cheap: rebuilt at once");
-        assert!(table(800).usable_for(range, 8), "slow: serves a while");
-        assert!(!table(800).usable_for(Range::ending(range.last, 7), 7));
+        assert_eq!(table(1, 0).usable_for(range, 7), Freshness::Exact);
+        assert_eq!(
+            table(1, 0).usable_for(range, 8),
+            Freshness::Other,
+            "cheap: rebuilt at once"
+        );
+        assert_eq!(
+            table(800, 0).usable_for(range, 8),
+            Freshness::Recent,
+            "slow: serves a while"
+        );
+        assert_eq!(
+            table(800, 9000).usable_for(range, 8),
+            Freshness::Due,
+            "then rebuilt behind"
+        );
+        assert_eq!(
+            table(800, 0).usable_for(Range::ending(range.last, 7), 7),
+            Freshness::Other
+        );
     }
 }
