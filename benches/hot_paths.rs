@@ -14,28 +14,30 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use oxitraffic::api;
 use oxitraffic::clients::ClientLimiter;
 use oxitraffic::config::Origin;
-use oxitraffic::dashboard::chart::{self, Bar};
+use oxitraffic::dashboard::chart;
 use oxitraffic::dashboard::html::Html;
-use oxitraffic::dashboard::render::{self, Context, IndexData, Pages, Referrers, StatsData};
-use oxitraffic::dashboard::spent::Histogram;
+use oxitraffic::dashboard::render::{Context, IndexData, Overview, Pages, StatsData};
+use oxitraffic::dashboard::selection::Selection;
+use oxitraffic::db::rollups::DayCounts;
 use oxitraffic::db::visits::RawVisit;
 use oxitraffic::forwarded;
+use oxitraffic::insights::pages::{Page, PageRow};
+use oxitraffic::insights::{Campaign, Histogram, Host, Period, Summary};
 use oxitraffic::keyed::Key;
+use oxitraffic::live::LiveView;
 use oxitraffic::paths::check::PathChecker;
 use oxitraffic::paths::{Registry, normalize};
 use oxitraffic::query;
 use oxitraffic::routes::Routes;
 use oxitraffic::script;
 use oxitraffic::slots::{Pending, SlotKeys, Slots, Token};
+use oxitraffic::time::Day;
 
 const CONTEXT: Context = Context {
     site: "https://example.org",
     base_url: "https://t.example.org",
     min_delay_secs: 19,
 };
-const BOUNDS: [i32; 14] = [
-    0, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800, 3600,
-];
 
 fn routing(c: &mut Criterion) {
     let routes = Routes::new();
@@ -279,74 +281,122 @@ fn script(c: &mut Criterion) {
     group.finish();
 }
 
-fn year_series() -> Vec<(i64, i64)> {
-    (0..365).map(|d| (19_500 + d, (d * 7919) % 400)).collect()
+/// What a busy site's dashboard shows over `query`'s range: every day, a hundred hosts with
+/// ten referrers each, fifty campaigns.
+fn overview(query: &str) -> Overview {
+    let today = Day::from_days(20_000);
+    let selection = Selection::parse(Some(query), today).unwrap();
+    let range = selection.range;
+    let days = (0..range.days())
+        .map(|n| {
+            let visits = i64::from((n * 7919) % 400);
+            DayCounts {
+                day: range.first.plus(n),
+                views: visits * 3,
+                visits,
+                visitors: visits * 2,
+            }
+        })
+        .collect();
+    let mut histogram = Histogram::default();
+    for (bucket, count) in histogram.counts.iter_mut().enumerate() {
+        *count = 1000 + bucket as i64 * 10;
+    }
+    let period = |range| Period {
+        range,
+        views: 3_000_000,
+        visits: 1_000_000,
+        visitors: 700_000,
+        histogram,
+    };
+    Overview {
+        today,
+        selection,
+        summary: Summary {
+            current: period(range),
+            previous: period(range.previous()),
+        },
+        days,
+        hosts: (0..100)
+            .map(|i| Host {
+                host: Some(format!("r{i}.example")),
+                visits: 10_000 - i,
+                referrers: (0..10)
+                    .map(|j| (format!("https://r{i}.example/<&>/{j}"), 1000 - j))
+                    .collect(),
+            })
+            .collect(),
+        campaigns: (0..50)
+            .map(|i| Campaign {
+                source: Some(format!("source-{i}")),
+                medium: (i % 2 == 0).then(|| "email".to_string()),
+                campaign: Some(format!("campaign \"{i}\"")),
+                visits: 500 - i,
+            })
+            .collect(),
+    }
 }
 
 fn dashboard(c: &mut Criterion) {
     let pages = Pages::new();
     let mut group = c.benchmark_group("dashboard");
 
-    let paths: Vec<(String, i64)> = (0..10_000)
-        .map(|i| (format!("/blog/{i}/a-post-title"), 10_000 - i))
-        .collect();
     let index = IndexData {
-        total_visits: 1_000_000,
-        path_count: 10_000,
-        series: year_series()[..30].to_vec(),
-        histogram: Histogram::from_counts((0..14).map(|b| (b, 1000 + i64::from(b) * 10)), &BOUNDS),
-        referrers: Referrers {
-            top: (0..20)
-                .map(|i| (format!("https://r{i}.example/"), 100 - i))
+        overview: overview("range=365d"),
+        pages: Page {
+            rows: (0..100)
+                .map(|i| PageRow {
+                    path: format!("/blog/{i}/a-post-title"),
+                    views: 30_000 - i,
+                    visits: 10_000 - i,
+                    visitors: 8_000 - i,
+                    engagement: Some(0.33),
+                    median_spent: Some(75.0),
+                })
                 .collect(),
-            total: 5000,
+            total: 100_000,
         },
+        live: LiveView {
+            visitors: 250,
+            paths: (0..100).map(|i| (format!("/blog/{i}"), 100 - i)).collect(),
+        },
+        getting_started: false,
     };
-    group.bench_function("index_10k_paths", |b| {
-        b.iter(|| {
-            let (before, after) = pages.index(&CONTEXT, &index);
-            let mut rows = Html::with_capacity(1 << 20);
-            render::path_rows(&mut rows, paths.iter().map(|(p, v)| (p.as_str(), *v)));
-            before.len() + rows.len() + after.len()
-        })
+    group.bench_function("index_100_rows_365_days", |b| {
+        b.iter(|| pages.index(&CONTEXT, black_box(&index)).len())
     });
 
     let stats = StatsData {
         path: "/blog/rust-vs-julia".into(),
-        range: render::RANGES[3],
-        total_visits: 73_000,
-        series: year_series(),
-        histogram: Histogram::from_counts((0..14).map(|b| (b, 1000 + i64::from(b) * 10)), &BOUNDS),
-        referrers: Referrers {
-            top: (0..20)
-                .map(|i| (format!("https://r{i}.example/<&>"), 100 - i))
-                .collect(),
-            total: 5000,
-        },
+        overview: overview("range=365d"),
+        live_visitors: 3,
     };
-    group.bench_function("stats_one_year", |b| {
+    group.bench_function("stats_365_days", |b| {
         b.iter(|| pages.stats(&CONTEXT, black_box(&stats)).len())
     });
+    let ten_years = StatsData {
+        path: "/blog/rust-vs-julia".into(),
+        overview: overview("from=2015-01-01&to=2024-12-31"),
+        live_visitors: 3,
+    };
+    group.bench_function("stats_10_years_by_month", |b| {
+        b.iter(|| pages.stats(&CONTEXT, black_box(&ten_years)).len())
+    });
 
-    let bars: Vec<Bar> = year_series()
-        .into_iter()
-        .map(|(day, visits)| Bar {
-            label: format!("d{day}"),
-            tooltip: format!("{day}: {visits} visits"),
-            value: visits,
-        })
-        .collect();
-    group.bench_function("svg_chart_365_bars", |b| {
+    let (columns, unit) = chart::columns(&index.overview.days);
+    group.bench_function("daily_chart_365_days", |b| {
         b.iter(|| {
-            chart::bar_chart(
-                "c",
-                chart::WIDE,
-                "Visits",
-                "a year",
-                black_box(&bars),
-                "none",
-            )
-            .len()
+            let mut out = Html::with_capacity(128 * 1024);
+            chart::daily(&mut out, black_box(&columns), unit, index.overview.today);
+            out.len()
+        })
+    });
+    let histogram = index.overview.summary.current.histogram;
+    group.bench_function("time_on_page_chart", |b| {
+        b.iter(|| {
+            let mut out = Html::with_capacity(8 * 1024);
+            chart::spent(&mut out, black_box(&histogram));
+            out.len()
         })
     });
     let hostile = "<script>\"'&".repeat(100);

@@ -64,19 +64,47 @@ impl Html {
         self
     }
 
-    /// A whole number with thin-space thousands separators: `12 345`.
-    pub fn count(&mut self, value: i64) -> &mut Html {
-        let digits = value.unsigned_abs().to_string();
-        if value < 0 {
+    /// A number with at most `places` (≤ 6) decimals, trailing zeros dropped: SVG
+    /// coordinates, where [`Html::number`]'s single decimal would misplace a year of thin
+    /// bars. Fixed-point by hand: a chart writes thousands of these, and float formatting
+    /// costs several times more.
+    pub fn decimal(&mut self, value: f64, places: u32) -> &mut Html {
+        let places = places.min(6);
+        let scale = 10i64.pow(places);
+        let scaled = (value * scale as f64).round();
+        if !scaled.is_finite() || scaled.abs() >= 1e15 {
+            self.0.push('0');
+            return self;
+        }
+        let scaled = scaled as i64;
+        if scaled < 0 {
             self.0.push('-');
         }
-        for (i, digit) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                self.0.push('\u{202F}');
+        let (whole, mut fraction) = (
+            scaled.unsigned_abs() / scale as u64,
+            scaled.unsigned_abs() % scale as u64,
+        );
+        let _ = write!(self.0, "{whole}");
+        if fraction != 0 {
+            let mut digits = places;
+            while fraction % 10 == 0 {
+                fraction /= 10;
+                digits -= 1;
             }
-            self.0.push(digit);
+            let _ = write!(self.0, ".{fraction:0width$}", width = digits as usize);
         }
         self
+    }
+
+    /// A whole number with thin-space thousands separators: `12 345`.
+    pub fn count(&mut self, value: i64) -> &mut Html {
+        group_digits(&mut self.0, value);
+        self
+    }
+
+    /// Room for `additional` more bytes, so a large part is written without regrowing.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
     }
 
     pub fn append(&mut self, other: &Html) -> &mut Html {
@@ -99,11 +127,40 @@ impl Html {
     pub fn into_string(self) -> String {
         self.0
     }
+}
 
-    /// Moves the markup written so far out, leaving this empty (for streaming in chunks).
-    pub fn take(&mut self) -> String {
-        std::mem::take(&mut self.0)
+/// Appends a whole number with narrow no-break spaces between groups of three digits
+/// (`12 345`): the separator reads the same in every language and never wraps.
+pub fn group_digits(out: &mut String, value: i64) {
+    // Digits into a buffer on the stack: pages write thousands of counts.
+    let mut buffer = [0u8; 20];
+    let mut rest = value.unsigned_abs();
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
     }
+    let digits = &buffer[start..];
+    if value < 0 {
+        out.push('-');
+    }
+    for (i, &digit) in digits.iter().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{202F}');
+        }
+        out.push(char::from(digit));
+    }
+}
+
+/// [`group_digits`] as a new string, for text that is escaped later (tooltips).
+pub fn grouped(value: i64) -> String {
+    let mut out = String::with_capacity(24);
+    group_digits(&mut out, value);
+    out
 }
 
 /// Escapes the five characters that matter in text and in quoted attribute values.
@@ -158,46 +215,33 @@ impl Template {
         })
     }
 
-    /// Renders everything before and everything after the placeholder `split`, so the part
-    /// in between can be streamed.
-    pub fn render_around(&self, values: &[(&str, &Html)], split: &str) -> (Html, Html) {
-        let position = self
-            .parts
-            .iter()
-            .position(|part| matches!(part, Part::Slot(name) if *name == split))
-            .expect("the template has the placeholder to split at");
-        let render = |parts: &[Part]| Template::render_parts(parts, values);
-        (
-            render(&self.parts[..position]),
-            render(&self.parts[position + 1..]),
-        )
-    }
-
     /// Fills every placeholder; a placeholder without a value is a bug, caught by tests.
     pub fn render(&self, values: &[(&str, &Html)]) -> Html {
-        Template::render_parts(&self.parts, values)
+        let mut out = Html::with_capacity(4096);
+        self.render_with(&mut out, |name, out| {
+            let value = values.iter().find(|(key, _)| *key == name);
+            debug_assert!(
+                value.is_some(),
+                "template placeholder {{{{{name}}}}} has no value"
+            );
+            if let Some((_, value)) = value {
+                out.append(value);
+            }
+        });
+        out
     }
 
-    fn render_parts(parts: &[Part], values: &[(&str, &Html)]) -> Html {
-        let mut out = Html::with_capacity(4096);
-        for part in parts {
+    /// Appends the template to `out`, `fill` writing each placeholder's value in place: a
+    /// whole page is written into one buffer, no part of it built apart and copied.
+    pub fn render_with(&self, out: &mut Html, mut fill: impl FnMut(&'static str, &mut Html)) {
+        for part in &self.parts {
             match part {
                 Part::Literal(literal) => {
                     out.raw(literal);
                 }
-                Part::Slot(name) => {
-                    let value = values.iter().find(|(key, _)| key == name);
-                    debug_assert!(
-                        value.is_some(),
-                        "template placeholder {{{{{name}}}}} has no value"
-                    );
-                    if let Some((_, value)) = value {
-                        out.append(value);
-                    }
-                }
+                Part::Slot(name) => fill(name, out),
             }
         }
-        out
     }
 }
 
@@ -269,6 +313,27 @@ mod tests {
             .raw(" ")
             .count(999);
         assert_eq!(html.as_str(), "3 2.2 0 1\u{202F}234\u{202F}567 999");
+        let mut html = Html::new();
+        html.decimal(12.5, 3)
+            .raw(" ")
+            .decimal(0.27397, 3)
+            .raw(" ")
+            .decimal(3.0, 3)
+            .raw(" ")
+            .decimal(-0.0001, 2)
+            .raw(" ")
+            .decimal(-2.5, 2)
+            .raw(" ")
+            .decimal(0.05, 3)
+            .raw(" ")
+            .decimal(f64::INFINITY, 2);
+        assert_eq!(html.as_str(), "12.5 0.274 3 0 -2.5 0.05 0");
+        assert_eq!(grouped(-1234), "-1\u{202F}234");
+        assert_eq!(grouped(0), "0");
+        assert_eq!(
+            grouped(i64::MIN),
+            "-9\u{202F}223\u{202F}372\u{202F}036\u{202F}854\u{202F}775\u{202F}808"
+        );
     }
 
     #[test]

@@ -1,12 +1,18 @@
-//! The HTML dashboard: `/` (every path, site totals, a chart) and `/stats?path=` (one path
-//! over a chosen range). Pages read the per-day counters the database maintains, never
-//! every visit, and stay useful without JavaScript (ranges are plain links, charts are SVG).
-//! The handlers here gather data; `render` turns it into HTML.
+//! The HTML dashboard: `/` (the whole site) and `/stats?path=` (one path), over a range
+//! chosen with presets or custom dates (SPEC §2, §9).
+//!
+//! Pages read only the roll-ups through `insights`: per scope a handful of single-scope
+//! queries (the period and the one before, the days, referrers, campaigns), run at once,
+//! plus one page of the cached pages table. Nothing reads every path or every visit, so a
+//! page costs the same for ten paths as for a hundred thousand. The handlers here gather the
+//! data; `render` turns it into one HTML buffer. Pages stay useful without JavaScript:
+//! ranges are links and a GET form, charts are SVG, details expand with `<details>`.
 
 pub mod chart;
+pub mod format;
 pub mod html;
 pub mod render;
-pub mod spent;
+pub mod selection;
 
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode, Uri};
@@ -15,23 +21,20 @@ use crate::App;
 use crate::db::Unavailable;
 use crate::db::rollups::Scope;
 use crate::http::{self, Body, HttpError};
-use crate::insights::pages::Sort;
-use crate::insights::{self, Range};
+use crate::insights;
 use crate::paths;
-use crate::query;
 use html::Html;
-use render::{Context, IndexData, Referrers, StatsData};
+use render::{Context, IndexData, Overview, StatsData};
+use selection::{PAGE_ROWS, Selection};
 
 pub use render::Pages;
 
-/// No script, no frames, nothing from elsewhere: styles from us, the favicon is a data URL.
+/// No script, no frames, nothing from elsewhere: styles from us, the favicon is a data URL,
+/// and the custom-range form may only submit to this tracker.
 const CONTENT_SECURITY_POLICY: HeaderValue = HeaderValue::from_static(
-    "default-src 'none'; style-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+    "default-src 'none'; style-src 'self'; img-src data:; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'",
 );
-/// Paths listed on the index.
-const PATHS_SHOWN: usize = 100;
-const TOP_REFERRERS: i64 = 20;
 
 fn context(app: &App) -> Context<'_> {
     Context {
@@ -41,7 +44,8 @@ fn context(app: &App) -> Context<'_> {
     }
 }
 
-/// Headers every dashboard page carries.
+/// Headers every dashboard page carries. A private dashboard's `Cache-Control` is replaced
+/// by the router (`private, no-store`).
 fn secure(mut response: Response<Body>) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
@@ -58,11 +62,13 @@ fn html_response(status: StatusCode, page: Html) -> Response<Body> {
     secure(http::with_body(status, http::TEXT_HTML, page.into_string()))
 }
 
-/// An error as a complete HTML page.
+/// An error as a complete HTML page (the router's 400, 401, 404, 405 and 503 pages).
 pub fn error_page(app: &App, error: HttpError) -> Response<Body> {
     let heading = match error.status {
-        StatusCode::NOT_FOUND => "Not found",
         StatusCode::BAD_REQUEST => "Bad request",
+        StatusCode::UNAUTHORIZED => "Sign-in required",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
         StatusCode::SERVICE_UNAVAILABLE => "Temporarily unavailable",
         _ => "Something went wrong",
     };
@@ -72,78 +78,68 @@ pub fn error_page(app: &App, error: HttpError) -> Response<Body> {
     error.finish(html_response(error.status, page))
 }
 
-/// Visits per day of a range, for the charts.
-async fn series(app: &App, scope: Scope, range: Range) -> Result<Vec<(i64, i64)>, HttpError> {
-    let days = insights::daily(&app.db, scope, range).await?;
-    Ok(days
-        .iter()
-        .map(|d| (i64::from(d.day.days()), d.visits))
-        .collect())
-}
-
-async fn referrers(
+/// What both pages show about `scope`, its queries run at once.
+async fn overview(
     app: &App,
     scope: Scope,
-    range: Range,
-    visits: i64,
-) -> Result<Referrers, HttpError> {
-    let hosts = insights::referrers(&app.db, scope, range, TOP_REFERRERS, TOP_REFERRERS).await?;
-    let mut top: Vec<(String, i64)> = hosts.into_iter().flat_map(|h| h.referrers).collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    top.truncate(TOP_REFERRERS as usize);
-    let total = visits.min(top.iter().map(|r| r.1).sum::<i64>().max(0));
-    Ok(Referrers { top, total })
+    selection: Selection,
+    today: crate::time::Day,
+) -> Result<Overview, Unavailable> {
+    let range = selection.range;
+    let (summary, days, hosts, campaigns) = tokio::try_join!(
+        insights::summary(&app.db, scope, range),
+        insights::daily(&app.db, scope, range),
+        insights::referrers(
+            &app.db,
+            scope,
+            range,
+            render::HOSTS,
+            render::REFERRERS_PER_HOST
+        ),
+        insights::campaigns(&app.db, scope, range, render::CAMPAIGNS),
+    )?;
+    Ok(Overview {
+        today,
+        selection,
+        summary,
+        days,
+        hosts,
+        campaigns,
+    })
 }
 
-/// `GET /`: site totals, the last 30 days, and the most visited paths.
-pub async fn index(app: &App, _uri: &Uri) -> Result<Response<Body>, HttpError> {
+/// `GET /[?range|from&to][&sort][&page]`: the whole site.
+pub async fn index(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let today = app.days.today().day;
-    let range = Range::ending(today, 30);
-    let all_time = Range::ending(today, insights::MAX_RANGE_DAYS);
-    let summary = insights::summary(&app.db, Scope::Site, all_time).await?;
-    let page = app
-        .pages
-        .page(
+    let selection = Selection::parse(uri.query(), today)?;
+    let (overview, pages) = tokio::try_join!(
+        overview(app, Scope::Site, selection, today),
+        app.pages.page(
             &app.db,
             app.registry.len(),
-            range,
-            Sort::Visits,
-            0,
-            PATHS_SHOWN,
-        )
-        .await?;
+            selection.range,
+            selection.sort,
+            selection.offset(),
+            PAGE_ROWS
+        ),
+    )?;
     let data = IndexData {
-        total_visits: summary.current.visits,
-        path_count: app.registry.len() as i64,
-        series: series(app, Scope::Site, range).await?,
-        histogram: spent::Histogram::from_insights(&summary.current.histogram),
-        referrers: referrers(app, Scope::Site, range, summary.current.visits).await?,
+        getting_started: pages.total == 0 && app.registry.is_empty(),
+        live: app.live.now(app),
+        overview,
+        pages,
     };
-    let (mut before, after) = app.dashboard.index(&context(app), &data);
-    let mut rows = Html::new();
-    render::path_rows(
-        &mut rows,
-        page.rows.iter().map(|row| (row.path.as_str(), row.visits)),
-    );
-    if page.rows.is_empty() {
-        rows.raw(render::NO_PATHS_ROW);
-    }
-    before.append(&rows).append(&after);
-    Ok(html_response(StatusCode::OK, before))
+    Ok(html_response(
+        StatusCode::OK,
+        app.dashboard.index(&context(app), &data),
+    ))
 }
 
-/// `GET /stats?path=PATH[&range=30d]`, PATH in the form count.js sends it.
+/// `GET /stats?path=PATH[&range|from&to]`, PATH in the form count.js sends it.
 pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
     let path = paths::path_from_query(uri.query())?;
-    let range_choice = match query::param(uri.query(), "range")? {
-        None => render::DEFAULT_RANGE,
-        Some(key) => render::RANGES
-            .into_iter()
-            .find(|r| r.key == key)
-            .ok_or_else(|| {
-                HttpError::bad_request("unknown range: use 7d, 30d, 90d, 365d or all")
-            })?,
-    };
+    let today = app.days.today().day;
+    let selection = Selection::parse(uri.query(), today)?;
     let found = app
         .db
         .reads()?
@@ -151,20 +147,18 @@ pub async fn stats(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
         .await
         .map_err(Unavailable::from)?
         .ok_or_else(|| HttpError::not_found("No page with this path has been registered."))?;
-    let today = app.days.today().day;
-    let days = range_choice
-        .days
-        .unwrap_or(i64::from(insights::MAX_RANGE_DAYS)) as i32;
-    let range = Range::ending(today, days);
-    let scope = Scope::Path(found.id);
-    let summary = insights::summary(&app.db, scope, range).await?;
+    let overview = overview(app, Scope::Path(found.id), selection, today).await?;
+    let live_visitors = app
+        .live
+        .now(app)
+        .paths
+        .iter()
+        .find(|(open, _)| *open == path)
+        .map_or(0, |(_, visitors)| *visitors);
     let data = StatsData {
-        series: series(app, scope, range).await?,
-        referrers: referrers(app, scope, range, summary.current.visits).await?,
-        histogram: spent::Histogram::from_insights(&summary.current.histogram),
         path,
-        range: range_choice,
-        total_visits: found.visits,
+        overview,
+        live_visitors,
     };
     Ok(html_response(
         StatusCode::OK,
