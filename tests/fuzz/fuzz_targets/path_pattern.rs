@@ -12,7 +12,8 @@
 //!   that could never match, which the documentation promises);
 //! - `matches` agrees with a dynamic-programming glob matcher (`*` is any run of
 //!   characters other than `/`; a trailing `/**` matches the path before it and everything
-//!   below), on the input paths, on the pattern's own text and on paths derived from it.
+//!   below), on the input paths, on the pattern's own text and on paths derived from it,
+//!   when both are at most 256 bytes (the reference is quadratic).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -77,12 +78,19 @@ fn reference_matches(pattern: &str, path: &str) -> bool {
     (0..=path.len()).any(|end| (end == path.len() || path[end] == '/') && glob(&body, &path[..end]))
 }
 
+/// Inputs the quadratic reference is run on; longer ones are only matched (no panic), which
+/// keeps executions fast without losing the interesting shapes (they are all small).
+const REFERENCE_CHARS: usize = 256;
+
 fn check_match(pattern: &PathPattern, path: &str) {
-    assert_eq!(
-        pattern.matches(path),
-        reference_matches(pattern.as_str(), path),
-        "{pattern:?} against {path:?}"
-    );
+    let matched = pattern.matches(path);
+    if pattern.as_str().len() <= REFERENCE_CHARS && path.len() <= REFERENCE_CHARS {
+        assert_eq!(
+            matched,
+            reference_matches(pattern.as_str(), path),
+            "{pattern:?} against {path:?}"
+        );
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
