@@ -185,7 +185,8 @@ pub fn visitor<B>(app: &App, request: &Request<B>) -> Response<Body> {
 
 /// A campaign parameter as kept: at most 100 characters; anything malformed (a control
 /// character, a broken escape, given twice, too long) drops the parameter, never the visit.
-fn campaign_part(query: Option<&str>, name: &str) -> Option<String> {
+/// Public for the fuzz target (`tests/fuzz`).
+pub fn campaign_part(query: Option<&str>, name: &str) -> Option<String> {
     let value = query::param(query, name).ok()??;
     let value = value.trim();
     (!value.is_empty() && value.chars().count() <= MAX_CAMPAIGN_CHARS).then(|| value.to_string())

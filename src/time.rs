@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
+/// By day number modulo 7: 1970-01-01 (day 0) was a Thursday.
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 
 /// A calendar date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,7 +189,6 @@ pub fn write_rfc3339(out: &mut String, unix_secs: i64, offset_secs: i32) {
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110's IMF-fixdate), for `Last-Modified`.
 pub fn http_date(unix_secs: i64) -> String {
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     let days = unix_secs.div_euclid(86_400);
     let date = date_of(days);
     let second_of_day = unix_secs.rem_euclid(86_400);
@@ -204,10 +205,11 @@ pub fn http_date(unix_secs: i64) -> String {
 }
 
 /// The instant of an IMF-fixdate (the only form we send; browsers send back exactly what they
-/// received), or `None` for anything else.
+/// received), or `None` for anything else, a weekday that is not the date's included.
 pub fn parse_http_date(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    if bytes.len() != 29 || &text[3..5] != ", " || !text.ends_with(" GMT") {
+    // ASCII first: the fixed positions below slice the text.
+    if bytes.len() != 29 || !text.is_ascii() || &text[3..5] != ", " || !text.ends_with(" GMT") {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<u32> {
@@ -237,6 +239,9 @@ pub fn parse_http_date(text: &str) -> Option<i64> {
         month,
         day,
     });
+    if bytes[..3] != *WEEKDAYS[days.rem_euclid(7) as usize].as_bytes() {
+        return None;
+    }
     Some(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
 }
 
@@ -381,6 +386,13 @@ mod tests {
             "Sun, 06 Nov 1994 24:49:37 GMT",
             "Sun, 06 Xyz 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49:37 GMTX",
+            // Found by fuzzing (tests/fuzz/regressions/dates): any weekday was accepted.
+            "Sat, 31 Dec 4032 23:59:60 GMT",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            // Also found by fuzzing: a character across a fixed position panicked.
+            "20ԍMayӐ1Sat, 31 Dec 2016 23",
+            "Sun,é6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Noé1994 08:49:37 GMT",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
         }

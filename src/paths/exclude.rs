@@ -6,8 +6,8 @@
 //! never a `/`; a segment may hold several. A trailing `/**` matches the path before it and
 //! everything below: `/admin/**` matches `/admin`, `/admin/` and `/admin/x/y`, not
 //! `/administrator`. `**` anywhere else is refused, and so is anything a normalised path
-//! never contains (a query, a fragment, `\`, `@`, control characters, dot segments), since
-//! such a pattern could never match.
+//! never contains (a query, a fragment, `\`, `@`, control characters and bidi overrides,
+//! dot segments, also with `;parameters`), since such a pattern could never match.
 //!
 //! Cost: no regular expressions and no backtracking. A segment pattern is literal pieces
 //! separated by `*`; the first piece must start the segment, the last must end it, and each
@@ -41,8 +41,9 @@ impl PathPattern {
         if text.len() > MAX_PATTERN_BYTES {
             return fail(&format!("is longer than {MAX_PATTERN_BYTES} bytes"));
         }
-        if text.chars().any(|c| c.is_control()) {
-            return fail("contains a control character");
+        // What `normalize` refuses in a path (bidi overrides too), so could never match.
+        if text.chars().any(crate::query::is_forbidden_char) {
+            return fail("contains a control character or a bidirectional override");
         }
         if text.contains(['?', '#']) {
             return fail("contains `?` or `#`: paths are matched without query or fragment");
@@ -57,10 +58,11 @@ impl PathPattern {
         if body.contains("**") {
             return fail("has `**` somewhere other than a trailing `/**`");
         }
+        // As `normalize` reads them: `..;x` is a dot segment too.
         if body
             .split('/')
             .skip(1)
-            .any(|segment| segment == "." || segment == "..")
+            .any(super::normalize::is_dot_segment)
         {
             return fail("could never match: paths never contain `.` or `..` segments");
         }
@@ -222,7 +224,13 @@ mod tests {
             ("//a", "never match"),
             ("/a/../b", "`..` segments"),
             ("/a/./**", "`..` segments"),
+            // Found by fuzzing (tests/fuzz/regressions/path_pattern): `normalize` refuses
+            // such paths, so these patterns could never match.
+            ("/a/..;x/b", "`..` segments"),
+            ("/.;/**", "`..` segments"),
             ("/a\nb", "control"),
+            // Found by fuzzing (tests/fuzz/regressions/path_pattern).
+            ("/t\u{202e}ad/**", "bidirectional override"),
         ] {
             let error = PathPattern::parse(bad).unwrap_err();
             assert!(

@@ -95,7 +95,7 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
 
 /// `.` or `..`, alone or followed by `;parameters`, the way servers that honour path
 /// parameters read a segment.
-fn is_dot_segment(segment: &str) -> bool {
+pub(super) fn is_dot_segment(segment: &str) -> bool {
     let name = segment.split(';').next().unwrap_or(segment);
     name == "." || name == ".."
 }

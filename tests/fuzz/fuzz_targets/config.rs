@@ -9,16 +9,27 @@
 //! (without the network or the database), which must not panic either.
 #![no_main]
 
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use hyper::header::HeaderValue;
 use libfuzzer_sys::fuzz_target;
-use oxitraffic::config::{self, Origin};
+use oxitraffic::access::{Credentials, Gate, Policy};
+use oxitraffic::config::{self, IpNet, Origin, Visibility};
+use oxitraffic::keyed::Key;
+use oxitraffic::metrics::Metrics;
 use oxitraffic::paths::Registry;
 use oxitraffic::paths::check::PathChecker;
-use oxitraffic::script::Script;
-use oxitraffic::slots::Slots;
+use oxitraffic::paths::exclude::PathPattern;
+use oxitraffic::routes;
+use oxitraffic::script::count_js;
+use oxitraffic::slots::{SlotKeys, Slots};
+use oxitraffic::zone::Zone;
 use oxitraffic_fuzz::{fields, tolerated};
+
+/// One metrics registry for every run: `run` builds one per process, and it is not what
+/// this target examines.
+static METRICS: LazyLock<Arc<Metrics>> = LazyLock::new(|| Arc::new(Metrics::new(routes::names())));
 
 /// An accepted origin must be one a browser could send: the serialised form is what CORS
 /// compares with the `Origin` header, and the host is what the path check connects to. So
@@ -38,9 +49,8 @@ fn check_origin(origin: &Origin) {
             .is_some_and(|ip| !ip.contains(['[', ']'])),
         None => !host.contains([':', '[', ']']),
     };
-    if !(well_formed && Origin::parse(text).as_ref() == Ok(origin))
-        && !tolerated("config-origin-host")
-    {
+    let reparses = Origin::parse(text).as_ref() == Ok(origin);
+    if !(well_formed && reparses || tolerated("config-origin-host")) {
         panic!(
             "accepted origin {text:?} has host {host:?}; parsed again: {:?}",
             Origin::parse(text)
@@ -98,8 +108,8 @@ fuzz_target!(|data: &[u8]| {
     assert!(config.min_delay_secs <= 3600);
     assert!(config.path_check_timeout >= Duration::from_millis(1));
 
-    // What `oxitraffic::run` builds before serving; each of these has an `expect` or an
-    // `assert` that a bad configuration could reach.
+    // What `oxitraffic::run` builds before serving; each of these has an `expect`, an
+    // `assert` or an error that a configuration `check-config` accepted must not reach.
     if HeaderValue::from_str(config.tracked_origin.as_str()).is_err()
         && !tolerated("config-origin-header")
     {
@@ -123,17 +133,58 @@ fuzz_target!(|data: &[u8]| {
             config.tracked_origin_callback.clone(),
             config.path_check_timeout,
         );
-        let _registry = Registry::new(checker, config.max_paths as usize);
+        let _registry = Registry::new(
+            checker,
+            config.max_paths as usize,
+            config.exclude_paths.clone(),
+            METRICS.clone(),
+        );
+    }
+    // `run` refuses to start (after `check-config` said yes) if the gate cannot be built:
+    // the configuration must have refused such access settings already.
+    let gate = Gate::new(
+        Policy {
+            dashboard: config.access.dashboard == Visibility::Private,
+            api: config.access.api == Visibility::Private,
+            metrics: config.access.metrics == Visibility::Private,
+        },
+        Credentials {
+            username: config.access.username.clone(),
+            password_hash: config.access.password_hash.clone(),
+            api_tokens: config.access.api_tokens.clone(),
+        },
+    );
+    if let Err(error) = gate {
+        panic!("accepted access settings fail at start-up: {error}");
     }
     // Up to 2^24 slots; the zeroed allocation is not touched, so this stays cheap.
-    let slots = Slots::new(config.visitor_slots as usize);
+    let keys = SlotKeys {
+        tag: Key { k0: 1, k1: 2 },
+        order: Key { k0: 3, k1: 4 },
+    };
+    let slots = Slots::new(config.visitor_slots as usize, config.instance, 1, keys);
     assert_eq!(slots.len(), config.visitor_slots as usize);
     assert!(
-        slots.tag_bits() >= 29,
+        slots.tag_bits() >= 24,
         "{} slots leave too few tag bits",
         slots.len()
     );
-    let script = Script::new(&config.base_url, config.min_delay_secs);
-    assert!(!script.source().is_empty());
-    let _ = oxitraffic::db::ConnectOptions::new(&config.db, config.utc_offset);
+    let script = count_js(&config.base_url, config.min_delay_secs);
+    drop(script);
+    let zone = match &config.time_zone {
+        Some(name) => Zone::Named(name.clone()),
+        None => Zone::Fixed(config.utc_offset.total_minutes() * 60),
+    };
+    let _ = oxitraffic::db::ConnectOptions::new(
+        &config.db,
+        &config.db.schema,
+        zone,
+        config.request_timeout,
+    );
+    for net in &config.trusted_proxies {
+        assert_eq!(IpNet::parse(&net.to_string()).as_ref(), Ok(net), "{net}");
+    }
+    for pattern in &config.exclude_paths {
+        assert_eq!(PathPattern::parse(pattern.as_str()).as_ref(), Ok(pattern));
+    }
 });

@@ -2,7 +2,8 @@
 //!
 //! The path decides which URL the tracker requests from the tracked site, so besides "no
 //! panic" we check the whole contract from the module documentation:
-//! - every accepted path has exactly the shape the SSRF defence relies on;
+//! - every accepted path has exactly the shape the SSRF defence relies on (no dot segment,
+//!   also not with `;parameters`, and no `%2F`, which would merge two distinct paths);
 //! - every refusal is justified by the input (so, with the first point, the accepted set
 //!   is exactly the documented one, without copying the code's order of checks);
 //! - the request target is one encoded path that normalises back to the same path;
@@ -17,9 +18,21 @@ use oxitraffic_fuzz::{
     decode_escapes, escapes_are_canonical, forbidden, reference_decode, utf8_prefix,
 };
 
+/// `.` or `..` as a whole segment, or before the segment's first `;` (`..;x`): what a
+/// Tomcat-style server resolves as a dot segment.
 fn has_dot_segment(path: &str) -> bool {
-    path.split('/')
-        .any(|segment| segment == "." || segment == "..")
+    path.split('/').any(|segment| {
+        let name = match segment.find(';') {
+            Some(at) => &segment[..at],
+            None => segment,
+        };
+        matches!(name, "." | "..")
+    })
+}
+
+/// `%2F` in either case: decoding it would make `/a%2Fb` the same stored path as `/a/b`.
+fn has_encoded_slash(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("%2f")
 }
 
 /// A request target must be a single origin-form path: nothing that ends the path (`?`,
@@ -52,7 +65,12 @@ fuzz_target!(|data: &[u8]| {
 
     match &result {
         Ok(path) => {
-            assert_eq!(Ok(path), decoded.as_ref(), "{raw:?}: not the decoded input");
+            assert_eq!(
+                Ok(path.as_ref()),
+                decoded.as_deref(),
+                "{raw:?}: not the decoded input"
+            );
+            assert!(!has_encoded_slash(before_query), "{raw:?}: %2F accepted");
             assert!(
                 path.starts_with('/') && !path.starts_with("//"),
                 "{raw:?} -> {path:?}: not exactly one leading /"
@@ -76,8 +94,8 @@ fuzz_target!(|data: &[u8]| {
                 "{target:?}"
             );
             assert_eq!(
-                normalize(&target).as_ref(),
-                Ok(path),
+                normalize(&target).as_deref(),
+                Ok(path.as_ref()),
                 "request_target({path:?}) = {target:?} does not normalise back"
             );
 
@@ -87,11 +105,13 @@ fuzz_target!(|data: &[u8]| {
             link.url_component(&target);
             let query = format!("path={}&range=30d", link.as_str());
             let param = query::param(Some(&query), "path");
-            let back = param
-                .as_ref()
-                .map(|p| p.as_deref().map(normalize))
-                .unwrap_or_else(|e| panic!("{query:?}: {e}"));
-            assert_eq!(back, Some(Ok(path.clone())), "dashboard link {query:?}");
+            let param = param.unwrap_or_else(|e| panic!("{query:?}: {e}"));
+            let back = param.as_deref().map(normalize);
+            assert_eq!(
+                back.as_ref().map(|b| b.as_deref()),
+                Some(Ok(path.as_ref())),
+                "dashboard link {query:?}"
+            );
         }
         Err(error) => {
             // The message becomes a 400 body; it must format and stay on one line.
@@ -112,6 +132,7 @@ fuzz_target!(|data: &[u8]| {
                 PathError::Backslash => decoded.as_ref().is_ok_and(|p| p.contains('\\')),
                 PathError::At => decoded.as_ref().is_ok_and(|p| p.contains('@')),
                 PathError::DotSegment => decoded.as_ref().is_ok_and(|p| has_dot_segment(p)),
+                PathError::EncodedSlash => has_encoded_slash(before_query),
             };
             assert!(justified, "{raw:?} refused as {error:?} without reason");
         }

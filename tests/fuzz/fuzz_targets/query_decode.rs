@@ -15,26 +15,7 @@ use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
 use oxitraffic::query::{self, DecodeError, is_forbidden_char};
-use oxitraffic_fuzz::{encode_component, fields, forbidden, reference_decode};
-
-/// `name`'s value in `query` by the documented rules: `&`-separated pairs, the name and
-/// value each percent-decoded, a missing `=` meaning an empty value, a repeat an error.
-fn reference_param(query: &str, name: &str) -> Result<Option<String>, DecodeError> {
-    let mut found = None;
-    for pair in query.split('&') {
-        let mut halves = pair.splitn(2, '=');
-        let key = reference_decode(halves.next().unwrap_or(""))?;
-        if key != name {
-            continue;
-        }
-        // A repeat is an error whatever the second value holds.
-        if found.is_some() {
-            return Err(DecodeError::Repeated);
-        }
-        found = Some(reference_decode(halves.next().unwrap_or(""))?);
-    }
-    Ok(found)
-}
+use oxitraffic_fuzz::{encode_component, fields, forbidden, reference_decode, reference_param};
 
 fn check_decoded(input: &str, decoded: &str) {
     assert!(

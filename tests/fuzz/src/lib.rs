@@ -69,6 +69,26 @@ pub fn reference_decode(text: &str) -> Result<String, DecodeError> {
     Ok(decoded)
 }
 
+/// `name`'s value in `query` by the documented rules of `query::param`: `&`-separated
+/// pairs, the name and value each percent-decoded, a missing `=` meaning an empty value, a
+/// repeat an error.
+pub fn reference_param(query: &str, name: &str) -> Result<Option<String>, DecodeError> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let mut halves = pair.splitn(2, '=');
+        let key = reference_decode(halves.next().unwrap_or(""))?;
+        if key != name {
+            continue;
+        }
+        // A repeat is an error whatever the second value holds.
+        if found.is_some() {
+            return Err(DecodeError::Repeated);
+        }
+        found = Some(reference_decode(halves.next().unwrap_or(""))?);
+    }
+    Ok(found)
+}
+
 /// `encodeURIComponent`-style encoding: every byte other than ASCII letters, digits and
 /// `-_.!~*'()` becomes `%XX`, in upper or lower case hex.
 pub fn encode_component(text: &str, lowercase: bool) -> String {
