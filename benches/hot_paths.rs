@@ -317,23 +317,27 @@ fn overview(query: &str) -> Overview {
             previous: period(range.previous()),
         },
         days,
-        hosts: (0..100)
-            .map(|i| Host {
-                host: Some(format!("r{i}.example")),
-                visits: 10_000 - i,
-                referrers: (0..10)
-                    .map(|j| (format!("https://r{i}.example/<&>/{j}"), 1000 - j))
-                    .collect(),
-            })
-            .collect(),
-        campaigns: (0..50)
-            .map(|i| Campaign {
-                source: Some(format!("source-{i}")),
-                medium: (i % 2 == 0).then(|| "email".to_string()),
-                campaign: Some(format!("campaign \"{i}\"")),
-                visits: 500 - i,
-            })
-            .collect(),
+        hosts: Arc::new(
+            (0..100)
+                .map(|i| Host {
+                    host: Some(format!("r{i}.example")),
+                    visits: 10_000 - i,
+                    referrers: (0..10)
+                        .map(|j| (format!("https://r{i}.example/<&>/{j}"), 1000 - j))
+                        .collect(),
+                })
+                .collect(),
+        ),
+        campaigns: Arc::new(
+            (0..50)
+                .map(|i| Campaign {
+                    source: Some(format!("source-{i}")),
+                    medium: (i % 2 == 0).then(|| "email".to_string()),
+                    campaign: Some(format!("campaign \"{i}\"")),
+                    visits: 500 - i,
+                })
+                .collect(),
+        ),
     }
 }
 

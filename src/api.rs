@@ -222,28 +222,39 @@ pub async fn referrers(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError
     let range = range(app, uri)?;
     let limit = insights::limit_param(uri.query(), "limit", HOSTS_LIMIT.0, HOSTS_LIMIT.1)?;
     let (_, scope) = scope(&app.db, uri.query()).await?;
-    let hosts = insights::referrers(&app.db, scope, range, limit, REFERRERS_PER_HOST).await?;
+    let hosts = insights::referrers(
+        &app.db,
+        &app.insights,
+        scope,
+        range,
+        limit,
+        REFERRERS_PER_HOST,
+    )
+    .await?;
     #[derive(Serialize)]
-    struct ReferrerJson {
-        referrer: String,
+    struct ReferrerJson<'a> {
+        referrer: &'a str,
         visits: i64,
     }
     #[derive(Serialize)]
-    struct HostJson {
-        host: Option<String>,
+    struct HostJson<'a> {
+        host: Option<&'a str>,
         visits: i64,
-        referrers: Vec<ReferrerJson>,
+        referrers: Vec<ReferrerJson<'a>>,
     }
     json_body(
         &hosts
-            .into_iter()
+            .iter()
             .map(|host| HostJson {
-                host: host.host,
+                host: host.host.as_deref(),
                 visits: host.visits,
                 referrers: host
                     .referrers
-                    .into_iter()
-                    .map(|(referrer, visits)| ReferrerJson { referrer, visits })
+                    .iter()
+                    .map(|(referrer, visits)| ReferrerJson {
+                        referrer,
+                        visits: *visits,
+                    })
                     .collect(),
             })
             .collect::<Vec<_>>(),
@@ -255,21 +266,21 @@ pub async fn campaigns(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError
     let range = range(app, uri)?;
     let limit = insights::limit_param(uri.query(), "limit", CAMPAIGNS_LIMIT.0, CAMPAIGNS_LIMIT.1)?;
     let (_, scope) = scope(&app.db, uri.query()).await?;
-    let campaigns = insights::campaigns(&app.db, scope, range, limit).await?;
+    let campaigns = insights::campaigns(&app.db, &app.insights, scope, range, limit).await?;
     #[derive(Serialize)]
-    struct CampaignJson {
-        source: Option<String>,
-        medium: Option<String>,
-        campaign: Option<String>,
+    struct CampaignJson<'a> {
+        source: Option<&'a str>,
+        medium: Option<&'a str>,
+        campaign: Option<&'a str>,
         visits: i64,
     }
     json_body(
         &campaigns
-            .into_iter()
+            .iter()
             .map(|c| CampaignJson {
-                source: c.source,
-                medium: c.medium,
-                campaign: c.campaign,
+                source: c.source.as_deref(),
+                medium: c.medium.as_deref(),
+                campaign: c.campaign.as_deref(),
                 visits: c.visits,
             })
             .collect::<Vec<_>>(),
@@ -417,11 +428,7 @@ pub async fn counts<B>(app: &App, request: &Request<B>) -> Result<Response<Body>
     let permit = stream_permit(app, request)?;
     app.db.reads()?;
     let db = app.db.clone();
-    let (response, mut chunks) = http::streamed(
-        StatusCode::OK,
-        http::APPLICATION_JSON,
-        app.config.client_timeout,
-    );
+    let (response, mut chunks) = http::streamed(StatusCode::OK, http::APPLICATION_JSON);
     tokio::spawn(async move {
         let _permit = permit;
         let outcome = write_counts(&db, &mut chunks).await;
@@ -478,11 +485,7 @@ pub async fn history<B>(app: &App, request: &Request<B>) -> Result<Response<Body
         push_json_string(&mut head, name);
     }
     head.push_str(",\"visits\":[");
-    let (response, mut chunks) = http::streamed(
-        StatusCode::OK,
-        http::APPLICATION_JSON,
-        app.config.client_timeout,
-    );
+    let (response, mut chunks) = http::streamed(StatusCode::OK, http::APPLICATION_JSON);
     tokio::spawn(async move {
         let _permit = permit;
         chunks.buf().push_str(&head);
@@ -579,11 +582,8 @@ pub async fn export<B>(app: &App, request: &Request<B>) -> Result<Response<Body>
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
         ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
     };
-    let (mut response, mut chunks) = http::streamed(
-        StatusCode::OK,
-        HeaderValue::from_static(content_type),
-        app.config.client_timeout,
-    );
+    let (mut response, mut chunks) =
+        http::streamed(StatusCode::OK, HeaderValue::from_static(content_type));
     tokio::spawn(async move {
         let _permit = permit;
         let outcome = write_export(&db, span, path_id, format, &mut chunks).await;

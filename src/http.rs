@@ -6,7 +6,6 @@ use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use hyper::body::{Bytes, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
@@ -81,22 +80,15 @@ impl hyper::body::Body for Body {
 const CHUNK_BYTES: usize = 16 * 1024;
 /// Chunks waiting to be written; with the chunk size this bounds a stream's memory.
 const CHUNKS_IN_FLIGHT: usize = 2;
-/// A streamed response must be read at least this fast on average, once a grace period (the
-/// configured `client_timeout`) is over, or it is cut: a client trickling a download holds a
-/// permit and memory for nothing. (Mobile networks manage well over 100 KiB/s.)
-pub const MIN_STREAM_RATE: u64 = 16 * 1024;
 
 /// The producing end of a streamed body: write text into [`Chunks::buf`], call
 /// [`Chunks::flush_if_full`] now and then, and [`Chunks::finish`] at the end.
 pub struct Chunks {
     sender: mpsc::Sender<Result<Bytes, StreamAborted>>,
     buf: String,
-    started: Instant,
-    grace: Duration,
-    sent: u64,
 }
 
-/// The client went away, or reads too slowly to keep: stop producing.
+/// The client went away: stop producing.
 #[derive(Debug)]
 pub struct ClientGone;
 
@@ -105,8 +97,8 @@ impl Chunks {
         &mut self.buf
     }
 
-    /// Sends the buffer once it holds a chunk's worth; waits while the client is behind, as
-    /// long as its average rate stays above [`MIN_STREAM_RATE`].
+    /// Sends the buffer once it holds a chunk's worth; waits while the client is behind (a
+    /// client reading too slowly is cut by the connection's guard, see `server`).
     pub async fn flush_if_full(&mut self) -> Result<(), ClientGone> {
         if self.buf.len() >= CHUNK_BYTES {
             self.flush().await
@@ -120,23 +112,7 @@ impl Chunks {
             &mut self.buf,
             String::with_capacity(CHUNK_BYTES + 512),
         ));
-        self.sent += chunk.len() as u64;
-        // By then the client must have taken everything sent so far (but what fits in the
-        // channel) at the minimum rate.
-        let buffered = (CHUNK_BYTES * CHUNKS_IN_FLIGHT) as u64;
-        let due = Duration::from_secs_f64(
-            self.sent.saturating_sub(buffered) as f64 / MIN_STREAM_RATE as f64,
-        )
-        .max(self.grace);
-        let deadline = tokio::time::Instant::from_std(self.started + due);
-        match tokio::time::timeout_at(deadline, self.sender.send(Ok(chunk))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(ClientGone),
-            Err(_) => {
-                tracing::debug!(sent = self.sent, "cut a stream read below the minimum rate");
-                Err(ClientGone)
-            }
-        }
+        self.sender.send(Ok(chunk)).await.map_err(|_| ClientGone)
     }
 
     /// Sends what is left and ends the body.
@@ -154,12 +130,7 @@ impl Chunks {
 }
 
 /// A response whose body is produced by whoever holds the returned [`Chunks`].
-/// `grace`: how long the client may read below the minimum rate at first.
-pub fn streamed(
-    status: StatusCode,
-    content_type: HeaderValue,
-    grace: Duration,
-) -> (Response<Body>, Chunks) {
+pub fn streamed(status: StatusCode, content_type: HeaderValue) -> (Response<Body>, Chunks) {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let mut response = Response::new(Body::Stream(receiver));
     *response.status_mut() = status;
@@ -171,9 +142,6 @@ pub fn streamed(
         Chunks {
             sender,
             buf: String::with_capacity(CHUNK_BYTES + 512),
-            started: Instant::now(),
-            grace,
-            sent: 0,
         },
     )
 }

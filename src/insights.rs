@@ -7,7 +7,13 @@
 //! bucket and interpolated linearly inside it. A median in the open last bucket (an hour or
 //! more) is reported as that bucket's lower bound.
 
+pub mod cache;
 pub mod pages;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use cache::{Key, ResultCache};
 
 use crate::db::rollups::{BUCKETS, DayCounts, Scope, Totals};
 use crate::db::{Db, Unavailable};
@@ -241,21 +247,35 @@ pub struct Host {
 
 pub async fn referrers(
     db: &Db,
+    cache: &ResultCache,
     scope: Scope,
     range: Range,
     hosts: i64,
     per_host: i64,
-) -> Result<Vec<Host>, Unavailable> {
-    let rows = db
-        .reads()?
+) -> Result<Arc<Vec<Host>>, Unavailable> {
+    let conn = db.reads()?;
+    let version = conn.rollup_version().await?;
+    let key = Key::Referrers {
+        scope,
+        range,
+        hosts,
+        per_host,
+    };
+    if let Some(hosts) = cache.get(key, version) {
+        return Ok(hosts);
+    }
+    let started = Instant::now();
+    let rows = conn
         .referrers(scope, range.first, range.last, hosts, per_host)
         .await?;
     let mut grouped: Vec<Host> = Vec::new();
+    let mut bytes = 0;
     for row in rows {
         let same_host = grouped
             .last()
             .is_some_and(|host| host.host == row.host && host.visits == row.host_visits);
         if !same_host {
+            bytes += 64 + row.host.as_ref().map_or(0, String::len);
             grouped.push(Host {
                 host: row.host,
                 visits: row.host_visits,
@@ -263,9 +283,12 @@ pub async fn referrers(
             });
         }
         if let (Some(referrer), Some(host)) = (row.referrer, grouped.last_mut()) {
+            bytes += 32 + referrer.0.len();
             host.referrers.push(referrer);
         }
     }
+    let grouped = Arc::new(grouped);
+    cache.put(key, version, started.elapsed(), bytes, grouped.clone());
     Ok(grouped)
 }
 
@@ -280,23 +303,45 @@ pub struct Campaign {
 
 pub async fn campaigns(
     db: &Db,
+    cache: &ResultCache,
     scope: Scope,
     range: Range,
     limit: i64,
-) -> Result<Vec<Campaign>, Unavailable> {
-    let rows = db
-        .reads()?
+) -> Result<Arc<Vec<Campaign>>, Unavailable> {
+    let conn = db.reads()?;
+    let version = conn.rollup_version().await?;
+    let key = Key::Campaigns {
+        scope,
+        range,
+        limit,
+    };
+    if let Some(campaigns) = cache.get(key, version) {
+        return Ok(campaigns);
+    }
+    let started = Instant::now();
+    let rows = conn
         .campaigns(scope, range.first, range.last, limit)
         .await?;
-    Ok(rows
+    let mut bytes = 0;
+    let campaigns: Vec<Campaign> = rows
         .into_iter()
-        .map(|([source, medium, campaign], visits)| Campaign {
-            source,
-            medium,
-            campaign,
-            visits,
+        .map(|([source, medium, campaign], visits)| {
+            bytes += 96
+                + [&source, &medium, &campaign]
+                    .iter()
+                    .map(|part| part.as_ref().map_or(0, String::len))
+                    .sum::<usize>();
+            Campaign {
+                source,
+                medium,
+                campaign,
+                visits,
+            }
         })
-        .collect())
+        .collect();
+    let campaigns = Arc::new(campaigns);
+    cache.put(key, version, started.elapsed(), bytes, campaigns.clone());
+    Ok(campaigns)
 }
 
 /// A whole-number query parameter in `1..=max`, or `default` when absent.

@@ -67,6 +67,8 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
     pub dashboard: dashboard::Pages,
     pub pages: Arc<insights::pages::PagesCache>,
+    /// Referrers and campaigns of long ranges, kept while the roll-ups are unchanged.
+    pub insights: insights::cache::ResultCache,
     pub live: live::Live,
     /// Permits for streamed downloads.
     pub streams: streams::StreamPermits,
@@ -192,6 +194,7 @@ pub async fn run(
         metrics,
         dashboard: dashboard::Pages::new(),
         pages: Arc::new(insights::pages::PagesCache::new()),
+        insights: insights::cache::ResultCache::default(),
         live: live::Live::default(),
         streams: streams::StreamPermits::default(),
         config,

@@ -11,7 +11,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -72,7 +72,6 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        limit_send_buffer(&stream);
         let app = app.clone();
         let peer = crate::forwarded::Peer(peer.ip());
         let service = service_fn(move |mut request: hyper::Request<_>| {
@@ -114,39 +113,59 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
     }
 }
 
-/// The kernel's send buffer of a connection, before doubling: with autotuning it grows to
-/// megabytes, which would let a client reading a stream at a trickle look like a fast one
-/// for minutes (the minimum read rate of streams is judged by what leaves the process).
-/// 32 KiB (64 KiB once the kernel doubles it) still carries a megabyte a second and more at
-/// internet round-trip times.
-const SEND_BUFFER_BYTES: libc::c_int = 32 * 1024;
+/// A client the server waits on to write must take at least this much a second, judged
+/// over each `client_timeout`: a client trickling a download would otherwise hold its
+/// stream (a permit, memory) for as long as it likes. Mobile networks manage well over
+/// 100 KiB/s.
+pub const MIN_READ_RATE: u64 = 16 * 1024;
 
-fn limit_send_buffer(stream: &tokio::net::TcpStream) {
-    use std::os::fd::AsRawFd;
-    let size = SEND_BUFFER_BYTES;
-    // SAFETY: a valid socket descriptor (borrowed from a live stream), a correctly sized
-    // c_int option value; setsockopt only reads it.
-    let result = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&raw const size).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if result != 0 {
-        tracing::debug!(error = %io::Error::last_os_error(), "could not limit a send buffer");
-    }
-}
-
-/// Fails writes that make no progress for `limit`, so a client that stops reading cannot
-/// hold a connection (and whatever feeds it, such as a history stream) forever. A client
-/// that reads slowly but steadily is never cut off.
+/// Guards the write side of a connection against clients that do not read. A write that
+/// makes no progress for `limit` fails (a client that stopped reading), and so does a
+/// client that keeps the server waiting most of a `limit`-long window while taking less
+/// than [`MIN_READ_RATE`] (a client reading at a trickle). Judged by what the socket
+/// accepts, which is what the client takes once the kernel's buffers are full: so it holds
+/// whatever the buffers' size. A client that is never waited on is never judged.
 struct StallGuard<T> {
     inner: T,
     limit: Duration,
     stalled_since: Option<Pin<Box<Sleep>>>,
+    window: RateWindow,
+}
+
+/// One window of the read-rate rule.
+struct RateWindow {
+    started: Instant,
+    accepted: u64,
+    waited: Duration,
+    waiting_since: Option<Instant>,
+}
+
+impl RateWindow {
+    fn new(now: Instant) -> RateWindow {
+        RateWindow {
+            started: now,
+            accepted: 0,
+            waited: Duration::ZERO,
+            waiting_since: None,
+        }
+    }
+
+    /// A write finished with `accepted` bytes at `now`: whether the window shows a reader
+    /// too slow to keep.
+    fn too_slow(&mut self, accepted: usize, now: Instant, limit: Duration) -> bool {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += now - since;
+        }
+        self.accepted += accepted as u64;
+        let elapsed = now - self.started;
+        if elapsed < limit {
+            return false;
+        }
+        let slow = self.waited >= elapsed / 2
+            && (self.accepted as f64) < MIN_READ_RATE as f64 * elapsed.as_secs_f64();
+        *self = RateWindow::new(now);
+        slow
+    }
 }
 
 impl<T> StallGuard<T> {
@@ -155,17 +174,40 @@ impl<T> StallGuard<T> {
             inner,
             limit,
             stalled_since: None,
+            window: RateWindow::new(Instant::now()),
         }
     }
 
     /// Passes a write-side poll through; one that stays pending too long becomes an error.
     fn watch<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
         match poll {
-            Poll::Pending => self.check_stall(cx).map(Err),
+            Poll::Pending => {
+                self.window.waiting_since.get_or_insert_with(Instant::now);
+                self.check_stall(cx).map(Err)
+            }
             ready => {
                 self.stalled_since = None;
                 ready
             }
+        }
+    }
+
+    /// Like [`StallGuard::watch`] for a write, which also counts towards the read rate.
+    fn watch_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match self.watch(cx, poll) {
+            Poll::Ready(Ok(written))
+                if self.window.too_slow(written, Instant::now(), self.limit) =>
+            {
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client reads too slowly",
+                )))
+            }
+            other => other,
         }
     }
 
@@ -202,7 +244,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.watch(cx, poll)
+        self.watch_write(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -211,7 +253,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
         data: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, data);
-        self.watch(cx, poll)
+        self.watch_write(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -225,5 +267,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StallGuard<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trickling_reader_is_judged_too_slow_and_a_fast_or_idle_one_is_not() {
+        let limit = Duration::from_secs(30);
+        let start = Instant::now();
+        // Waited on most of the window, 2.8 KB/s accepted.
+        let mut trickle = RateWindow::new(start);
+        trickle.waiting_since = Some(start);
+        assert!(!trickle.too_slow(1024, start + Duration::from_secs(10), limit));
+        trickle.waiting_since = Some(start + Duration::from_secs(10));
+        assert!(trickle.too_slow(84 * 1024, start + limit, limit));
+        // Waited on as much, but 100 KiB/s accepted: a slow network, not an attack.
+        let mut slow_network = RateWindow::new(start);
+        slow_network.waiting_since = Some(start);
+        assert!(!slow_network.too_slow(3000 * 1024, start + limit, limit));
+        // Little accepted but never waited on: a client with little to read.
+        let mut idle = RateWindow::new(start);
+        assert!(!idle.too_slow(100, start + limit, limit));
+        // Each window is judged on its own.
+        assert_eq!(idle.accepted, 0);
     }
 }

@@ -91,12 +91,13 @@ async fn overview(
         insights::daily(&app.db, scope, range),
         insights::referrers(
             &app.db,
+            &app.insights,
             scope,
             range,
             render::HOSTS,
             render::REFERRERS_PER_HOST
         ),
-        insights::campaigns(&app.db, scope, range, render::CAMPAIGNS),
+        insights::campaigns(&app.db, &app.insights, scope, range, render::CAMPAIGNS),
     )?;
     Ok(Overview {
         today,

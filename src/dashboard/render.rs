@@ -43,9 +43,9 @@ pub struct Overview {
     /// Every day of the range, oldest first, zeros included.
     pub days: Vec<DayCounts>,
     /// At most [`HOSTS`], most visits first.
-    pub hosts: Vec<Host>,
+    pub hosts: std::sync::Arc<Vec<Host>>,
     /// At most [`CAMPAIGNS`], most visits first.
-    pub campaigns: Vec<Campaign>,
+    pub campaigns: std::sync::Arc<Vec<Campaign>>,
 }
 
 /// `/`: the site.
@@ -894,7 +894,8 @@ mod tests {
                     visits: 3,
                     referrers: vec![],
                 },
-            ],
+            ]
+            .into(),
             campaigns: vec![
                 Campaign {
                     source: Some("newsletter".into()),
@@ -908,7 +909,8 @@ mod tests {
                     campaign: None,
                     visits: 2,
                 },
-            ],
+            ]
+            .into(),
         }
     }
 
@@ -1068,8 +1070,8 @@ mod tests {
             live: LiveView::default(),
             getting_started: true,
         };
-        data.overview.hosts.clear();
-        data.overview.campaigns.clear();
+        data.overview.hosts = Default::default();
+        data.overview.campaigns = Default::default();
         data.overview.summary.current = period(data.overview.selection.range, 0, 0, 0, &[]);
         data.overview.days.iter_mut().for_each(|d| {
             *d = DayCounts {
@@ -1213,13 +1215,15 @@ mod tests {
                 "https://evil.example/\"><script>alert(3)</script>".into(),
                 1,
             )],
-        }];
+        }]
+        .into();
         overview.campaigns = vec![Campaign {
             source: Some("<script>s</script>".into()),
             medium: Some("\"m'".into()),
             campaign: Some("<img src=x>".into()),
             visits: 1,
-        }];
+        }]
+        .into();
         let mut row = rows(1).remove(0);
         row.path = hostile.into();
         let data = IndexData {
