@@ -445,9 +445,7 @@ async fn load_paths(registry: &paths::Registry, db: &Db) -> Result<(), db::Unava
         let Some(&(last, _)) = chunk.last() else {
             return Ok(());
         };
-        for (id, path) in &chunk {
-            registry.remember(path, *id);
-        }
+        registry.remember_all(&chunk);
         after = last;
     }
 }

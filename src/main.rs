@@ -66,6 +66,7 @@ fn serve(env: Vec<(String, String)>) -> ExitCode {
         }
     };
 
+    oxitraffic::memory::tune_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(oxitraffic::memory::worker_threads())
         // Blocking threads only resolve the callback origin's host name for path checks.

@@ -94,7 +94,7 @@ async fn concurrent_migrations_apply_each_version_exactly_once() {
 async fn path_days(client: &tokio_postgres::Client) -> Vec<(i32, String, i64)> {
     let rows = client
         .query(
-            "SELECT path_id, day::text, visits FROM path_days ORDER BY 1, 2",
+            "SELECT path_id, day::text, visits::int8 FROM path_days ORDER BY 1, 2",
             &[],
         )
         .await

@@ -64,10 +64,6 @@ impl Sort {
             Sort::Path => "path",
         }
     }
-
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// One path's figures, compact: a hundred thousand of them fit in 2 MB.
@@ -150,13 +146,34 @@ struct Table {
     built: Instant,
     build_time: Duration,
     entries: Box<[Entry]>,
-    /// Entry indexes in each sort order, computed the first time that order is asked for.
-    orders: [OnceLock<Box<[u32]>>; Sort::ALL.len()],
+    /// Entry indexes in the sort orders asked for lately, most recent last: computing one
+    /// takes milliseconds, keeping all six of a large site would take 2.4 MB.
+    orders: std::sync::Mutex<Vec<(Sort, Arc<[u32]>)>>,
     /// Every median is computed (for the sort by time on page).
     all_medians: OnceLock<()>,
 }
 
+/// Sort orders a table keeps.
+const ORDERS_KEPT: usize = 2;
+
 impl Table {
+    fn order(&self, sort: Sort) -> Option<Arc<[u32]>> {
+        let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        let at = orders.iter().position(|(kept, _)| *kept == sort)?;
+        let found = orders.remove(at);
+        orders.push(found.clone());
+        Some(found.1)
+    }
+
+    fn keep_order(&self, sort: Sort, order: Arc<[u32]>) {
+        let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        orders.retain(|(kept, _)| *kept != sort);
+        if orders.len() >= ORDERS_KEPT {
+            orders.remove(0);
+        }
+        orders.push((sort, order));
+    }
+
     fn entry(&self, path_id: i32) -> Option<&Entry> {
         self.entries
             .binary_search_by_key(&path_id, |entry| entry.path_id)
@@ -259,19 +276,23 @@ impl PagesCache {
             }
             let _ = table.all_medians.set(());
         }
-        let order = match table.orders[sort.index()].get() {
+        let order = match table.order(sort) {
             Some(order) => order,
             None => {
-                let order = if sort == Sort::Path {
+                let order: Arc<[u32]> = if sort == Sort::Path {
                     by_path(db, &table).await?
                 } else {
-                    let mut order: Vec<u32> = (0..table.entries.len() as u32).collect();
-                    order.sort_unstable_by(|&a, &b| {
-                        compare(&table.entries[a as usize], &table.entries[b as usize], sort)
-                    });
-                    order.into_boxed_slice()
+                    // Made in place: a Vec turned into an Arc would be copied.
+                    let mut order: Arc<[u32]> = (0..table.entries.len() as u32).collect();
+                    if let Some(unshared) = Arc::get_mut(&mut order) {
+                        unshared.sort_unstable_by(|&a, &b| {
+                            compare(&table.entries[a as usize], &table.entries[b as usize], sort)
+                        });
+                    }
+                    order
                 };
-                table.orders[sort.index()].get_or_init(|| order)
+                table.keep_order(sort, order.clone());
+                order
             }
         };
         let chosen: Vec<&Entry> = order
@@ -432,14 +453,14 @@ async fn build(
 }
 
 /// Entry indexes in the alphabetical order of their paths (asked of the database, which
-/// has the paths' text and an index on it), in chunks of 2,000 paths (a chunk's rows are in
+/// has the paths' text and an index on it), in chunks of 500 paths (a chunk's rows are in
 /// memory at once).
-async fn by_path(db: &Db, table: &Table) -> Result<Box<[u32]>, Unavailable> {
+async fn by_path(db: &Db, table: &Table) -> Result<Arc<[u32]>, Unavailable> {
     let conn = db.reads()?;
     let mut order = Vec::with_capacity(table.entries.len());
     let mut after = String::new();
     loop {
-        let chunk = conn.paths_after_name(&after, 2_000).await?;
+        let chunk = conn.paths_after_name(&after, 500).await?;
         let Some(last) = chunk.last() else { break };
         after.clone_from(&last.path);
         order.extend(chunk.iter().filter_map(|named| {
@@ -450,7 +471,7 @@ async fn by_path(db: &Db, table: &Table) -> Result<Box<[u32]>, Unavailable> {
                 .map(|at| at as u32)
         }));
     }
-    Ok(order.into_boxed_slice())
+    Ok(order.into())
 }
 
 #[cfg(test)]

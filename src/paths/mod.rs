@@ -2,7 +2,7 @@
 //! of known paths, and the check that admits a new one.
 //!
 //! Known and rejected paths are remembered by a keyed 64-bit hash (SipHash with a random
-//! per-process key) rather than by their text: the registry costs about 20 bytes per path,
+//! per-process key) rather than by their text: the registry costs 16 bytes per path,
 //! whatever its length, and nobody can craft a colliding path without the key. Each known
 //! path gets a dense index in this process (slots and the views tally refer to paths by it)
 //! mapped to its database id. A miss first asks the database (another instance may have
@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod exclude;
+mod known;
 pub mod normalize;
 
 use std::borrow::Cow;
@@ -28,6 +29,7 @@ use crate::http::HttpError;
 use crate::metrics::{Metrics, PathCheck};
 use check::{CheckFailed, PathChecker, Verdict};
 use exclude::PathPattern;
+use known::Known;
 
 /// The normalised `path` query parameter, or the 400 that says why there is none. No
 /// allocation beyond decoding the parameter when the path needed no change.
@@ -113,23 +115,6 @@ impl Rejected {
 
 type CheckOutcome = Result<u32, Refusal>;
 
-/// Known paths: hash → index, and index → database id.
-#[derive(Default)]
-struct Known {
-    by_hash: HashKeyed<u32>,
-    ids: Vec<i32>,
-}
-
-impl Known {
-    fn insert(&mut self, key: u64, id: i32) -> u32 {
-        let ids = &mut self.ids;
-        *self.by_hash.entry(key).or_insert_with(|| {
-            ids.push(id);
-            (ids.len() - 1) as u32
-        })
-    }
-}
-
 pub struct Registry {
     key: RandomState,
     known: RwLock<Known>,
@@ -173,11 +158,7 @@ impl Registry {
     }
 
     pub fn len(&self) -> usize {
-        self.known
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .ids
-            .len()
+        self.known.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -198,9 +179,7 @@ impl Registry {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .by_hash
-            .get(&key)
-            .copied()
+            .index_of(key)
     }
 
     /// The database id of a path index.
@@ -208,20 +187,16 @@ impl Registry {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .ids
-            .get(index as usize)
-            .copied()
+            .id(index)
     }
 
     /// Indexes by database id, for translating ids read back from the database (a restart's
     /// saved slots). Built on demand: it is needed once per start.
     pub fn indexes_by_id(&self) -> HashMap<i32, u32> {
-        let known = self.known.read().unwrap_or_else(|e| e.into_inner());
-        known
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(index, &id)| (id, index as u32))
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .ids()
             .collect()
     }
 
@@ -233,6 +208,18 @@ impl Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, id)
+    }
+
+    /// Remembers many `(id, path)` read from the database at once.
+    pub fn remember_all(&self, paths: &[(i32, String)]) {
+        let mut keyed: Vec<(u64, i32)> = paths
+            .iter()
+            .map(|(id, path)| (self.key_of(path), *id))
+            .collect();
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert_many(&mut keyed);
     }
 
     /// Remembers the text of a path just registered by a visitor, for the live view.
