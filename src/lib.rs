@@ -276,58 +276,61 @@ async fn restore_slots(
     if loaded {
         tracing::info!(paths = registry.len(), "loaded known paths");
     }
+    // Saved slots name paths by database id; the slot array by this process's index.
+    let mut indexes = registry.indexes_by_id();
+    indexes.sort_unstable();
+    let mut saved: Vec<slots::SavedSlot> = Vec::new();
     let restored = async {
         if !loaded {
             return Err(db::Unavailable);
         }
         db.writes()?
-            .take_slots(i16::from(config.instance))
+            .take_slots(i16::from(config.instance), |header, slot| {
+                // Time passed since the snapshot, by the wall clock (the only clock two
+                // processes share).
+                let since = SystemTime::now()
+                    .duration_since(header.saved_at)
+                    .unwrap_or_default();
+                let Ok(at) = indexes.binary_search_by_key(&slot.path_id, |&(id, _)| id) else {
+                    return;
+                };
+                saved.push(slots::SavedSlot {
+                    index: slot.slot,
+                    tag: slot.tag,
+                    path: indexes[at].1,
+                    age_ticks: ticks(slot.age + since),
+                    visit: match slot.state {
+                        SavedState::Pending { registered_at } => slots::SavedVisit::Pending {
+                            wall_secs: time::unix_seconds(registered_at) as u32,
+                            client: 0,
+                        },
+                        SavedState::Counted {
+                            visit_id,
+                            page_left,
+                        } => slots::SavedVisit::Counted {
+                            visit_id,
+                            left: page_left,
+                        },
+                    },
+                });
+            })
             .await
             .map_err(db::Unavailable::from)
     }
     .await;
-    let snapshot = match restored {
-        Ok(Some(snapshot)) => snapshot,
+    drop(indexes);
+    let header = match restored {
+        Ok(Some(header)) => header,
         Ok(None) => return (fresh(), loaded),
         Err(db::Unavailable) => {
             tracing::warn!("could not read the pending visitors of the last run");
             return (fresh(), loaded);
         }
     };
-    let Some(keys) = keys_from(&snapshot.keys) else {
+    let Some(keys) = keys_from(&header.keys) else {
         tracing::warn!("the saved pending visitors are unreadable; starting without them");
         return (fresh(), loaded);
     };
-    // Time passed since the snapshot, by the wall clock (the only clock two processes share).
-    let since = SystemTime::now()
-        .duration_since(snapshot.saved_at)
-        .unwrap_or_default();
-    let indexes = registry.indexes_by_id();
-    let saved: Vec<slots::SavedSlot> = snapshot
-        .slots
-        .iter()
-        .filter_map(|saved| {
-            Some(slots::SavedSlot {
-                index: saved.slot,
-                tag: saved.tag,
-                path: *indexes.get(&saved.path_id)?,
-                age_ticks: ticks(saved.age + since),
-                visit: match saved.state {
-                    SavedState::Pending { registered_at } => slots::SavedVisit::Pending {
-                        wall_secs: time::unix_seconds(registered_at) as u32,
-                        client: 0,
-                    },
-                    SavedState::Counted {
-                        visit_id,
-                        page_left,
-                    } => slots::SavedVisit::Counted {
-                        visit_id,
-                        left: page_left,
-                    },
-                },
-            })
-        })
-        .collect();
     let restored = saved.len();
     let slots = slots::Slots::restore(
         count,
@@ -337,7 +340,7 @@ async fn restore_slots(
             count: count as u32,
             instance: config.instance,
             keys,
-            next_ticket: snapshot.next_ticket as u64,
+            next_ticket: header.next_ticket as u64,
             slots: saved,
         },
         clock.ticks(),

@@ -33,7 +33,7 @@ async fn schema_snapshot(client: &tokio_postgres::Client) -> String {
         .join("\n")
 }
 
-const ALL_VERSIONS: [i32; 3] = [1, 2, 3];
+const ALL_VERSIONS: [i32; 4] = [1, 2, 3, 4];
 
 fn utc() -> Zone {
     Zone::Fixed(0)
@@ -285,4 +285,86 @@ async fn sigterm_shuts_down_gracefully_with_exit_code_0() {
         "the listener is closed"
     );
     drop(idle);
+}
+
+/// Four writers, as four instances are: each adds a visit to every path (paths in its own
+/// order, some on yesterday), moves times on page of its own visits and flushes views of
+/// every path, as separate statements like the tracker's. Roll-up rows are shared by all of
+/// them; PostgreSQL must never find a deadlock (before sql/0004 it did, in every benchmark
+/// run with two instances) and the totals must add up.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_never_deadlock_and_add_up() {
+    let cluster = PgCluster::shared();
+    let database = cluster.create_database().await;
+    let mut client = cluster.connect(&database).await;
+    oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO paths (path) SELECT '/p' || i FROM generate_series(1, 24) i")
+        .await
+        .unwrap();
+    const WRITERS: i64 = 4;
+    const ROUNDS: i64 = 40;
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let client = cluster.connect(&database).await;
+        writers.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                let order = if (writer + round) % 2 == 0 { "ASC" } else { "DESC" };
+                let statements = [
+                    format!(
+                        "INSERT INTO visits (path_id, registered_at, referrer, utm_source)
+                         SELECT id, now() - (id % 2) * interval '1 day',
+                                'https://r' || ((id + {round}) % 3) || '.example/', 'news'
+                         FROM paths ORDER BY id {order}"
+                    ),
+                    format!(
+                        "UPDATE visits SET spent_time_seconds = {round} * 37 % 4000
+                         WHERE id % {WRITERS} = {writer}"
+                    ),
+                    format!(
+                        "SELECT flush_views(array_agg(id ORDER BY id {order}),
+                                            array_agg(current_date - DATE '1970-01-01' ORDER BY id {order}),
+                                            array_agg(1::int8 ORDER BY id {order}),
+                                            array_agg(1::int8 ORDER BY id {order}),
+                                            ARRAY[current_date - DATE '1970-01-01', current_date - DATE '1970-01-02'],
+                                            ARRAY[1, 1]::int8[], ARRAY[1, 1]::int8[])
+                         FROM paths"
+                    ),
+                ];
+                for statement in &statements {
+                    client.simple_query(statement).await.map_err(|error| {
+                        format!("writer {writer}, round {round}: {error:?}")
+                    })?;
+                }
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let row = client
+        .query_one(
+            "SELECT (SELECT sum(visits)::int8 FROM path_days), (SELECT sum(visits)::int8 FROM site_days),
+                    (SELECT sum(views)::int8 FROM path_days), (SELECT count(*) FROM visits),
+                    (SELECT sum(spent_0 + spent_1 + spent_2 + spent_3 + spent_4 + spent_5 + spent_6
+                              + spent_7 + spent_8 + spent_9 + spent_10 + spent_11 + spent_12
+                              + spent_13)::int8 FROM site_days),
+                    (SELECT count(*) FROM visits WHERE spent_time_seconds IS NOT NULL)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let visits = WRITERS * ROUNDS * 24;
+    assert_eq!(row.get::<_, i64>(3), visits);
+    assert_eq!(row.get::<_, i64>(0), visits, "path_days visits");
+    assert_eq!(row.get::<_, i64>(1), visits, "site_days visits");
+    assert_eq!(row.get::<_, i64>(2), visits, "one view per path per flush");
+    assert_eq!(
+        row.get::<_, i64>(4),
+        row.get::<_, i64>(5),
+        "every reported time is in exactly one histogram bucket"
+    );
 }

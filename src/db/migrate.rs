@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "restart snapshots and live counts of several instances",
         sql: include_str!("../../sql/0003_instances.sql"),
     },
+    Migration {
+        version: 4,
+        description: "several instances writing at once: rows locked in key order, a version per connection",
+        sql: include_str!("../../sql/0004_concurrent_writers.sql"),
+    },
 ];
 
 struct Migration {

@@ -197,32 +197,18 @@ impl Statements {
                     spent_sums()
                 ))
                 .await?,
-            // Rows in key order, as the visits triggers take them, so concurrent writers
-            // (several instances) cannot deadlock. A path deleted by hand meanwhile is skipped.
+            // In one function, table after table in the order the visits triggers take
+            // them, so concurrent writers (several instances) cannot deadlock.
             flush_views: client
                 .prepare(
-                    "WITH pages AS (
-                         INSERT INTO path_days AS t (path_id, day, views, visitors)
-                         SELECT f.path_id, DATE '1970-01-01' + f.day, f.views, f.visitors
-                         FROM unnest($1::int4[], $2::int4[], $3::int8[], $4::int8[])
-                           AS f (path_id, day, views, visitors)
-                         WHERE f.path_id IN (SELECT id FROM paths)
-                         ORDER BY 1, 2
-                         ON CONFLICT (path_id, day) DO UPDATE
-                         SET views = t.views + excluded.views, visitors = t.visitors + excluded.visitors
-                     ), site AS (
-                         INSERT INTO site_days AS t (day, views, visitors)
-                         SELECT DATE '1970-01-01' + f.day, f.views, f.visitors
-                         FROM unnest($5::int4[], $6::int8[], $7::int8[]) AS f (day, views, visitors)
-                         ORDER BY 1
-                         ON CONFLICT (day) DO UPDATE
-                         SET views = t.views + excluded.views, visitors = t.visitors + excluded.visitors
-                     )
-                     UPDATE rollup_state SET version = version + 1",
+                    "SELECT flush_views($1::int4[], $2::int4[], $3::int8[], $4::int8[],
+                                        $5::int4[], $6::int8[], $7::int8[])",
                 )
                 .await?,
             version: client
-                .prepare("SELECT version FROM rollup_state")
+                // One row per connection that wrote (see sql/0004): their sum changes
+                // whenever any of them does.
+                .prepare("SELECT sum(version)::int8 FROM rollup_state")
                 .await?,
             today: client
                 .prepare(

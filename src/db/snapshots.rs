@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Error, Statement};
 
 use super::Conn;
@@ -12,7 +13,8 @@ pub(super) struct Statements {
     forget: Statement,
     save: Statement,
     take_slots: Statement,
-    take_header: Statement,
+    read_header: Statement,
+    forget_header: Statement,
     publish: Statement,
     others_total: Statement,
     others_paths: Statement,
@@ -44,10 +46,11 @@ impl Statements {
                      RETURNING slot, tag, path_id, age_ms, registered_at, visit_id, page_left",
                 )
                 .await?,
-            take_header: client
-                .prepare(
-                    "DELETE FROM slot_snapshots WHERE instance = $1 RETURNING saved_at, keys, next_ticket",
-                )
+            read_header: client
+                .prepare("SELECT saved_at, keys, next_ticket FROM slot_snapshots WHERE instance = $1")
+                .await?,
+            forget_header: client
+                .prepare("DELETE FROM slot_snapshots WHERE instance = $1")
                 .await?,
             // Paths no longer open are removed, the others upserted: one statement, and no
             // key is both deleted and inserted in it.
@@ -109,6 +112,14 @@ pub struct SlotSnapshot {
     pub keys: Vec<i64>,
     pub next_ticket: i64,
     pub slots: Vec<SavedSlot>,
+}
+
+/// A saved snapshot without its slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub saved_at: SystemTime,
+    pub keys: Vec<i64>,
+    pub next_ticket: i64,
 }
 
 impl Conn {
@@ -174,23 +185,39 @@ impl Conn {
     }
 
     /// Reads and deletes `instance`'s saved slots: a restored token counts once, even if
-    /// this start fails later and another follows.
-    pub async fn take_slots(&self, instance: i16) -> Result<Option<SlotSnapshot>, Error> {
-        let rows = self
-            .client
-            .query(&self.snapshots.take_slots, &[&instance])
-            .await?;
+    /// this start fails later and another follows. The header comes back; the slots are
+    /// handed to `each` one at a time as they arrive (a busy instance saves 65,536 of them,
+    /// several megabytes as rows held at once).
+    pub async fn take_slots(
+        &self,
+        instance: i16,
+        mut each: impl FnMut(&SnapshotHeader, SavedSlot),
+    ) -> Result<Option<SnapshotHeader>, Error> {
         let Some(header) = self
             .client
-            .query_opt(&self.snapshots.take_header, &[&instance])
+            .query_opt(&self.snapshots.read_header, &[&instance])
             .await?
         else {
             return Ok(None);
         };
-        let slots = rows
-            .iter()
-            .map(|row| {
-                let registered_at: Option<SystemTime> = row.get(4);
+        let header = SnapshotHeader {
+            saved_at: header.get(0),
+            keys: header.get(1),
+            next_ticket: header.get(2),
+        };
+        let rows = self
+            .client
+            .query_raw(
+                &self.snapshots.take_slots,
+                [&instance as &(dyn ToSql + Sync)],
+            )
+            .await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = super::next_row(rows.as_mut()).await {
+            let row = row?;
+            let registered_at: Option<SystemTime> = row.get(4);
+            each(
+                &header,
                 SavedSlot {
                     slot: row.get::<_, i32>(0) as u32,
                     tag: row.get::<_, i64>(1) as u64,
@@ -203,15 +230,13 @@ impl Conn {
                             page_left: row.get(6),
                         },
                     },
-                }
-            })
-            .collect();
-        Ok(Some(SlotSnapshot {
-            saved_at: header.get(0),
-            keys: header.get(1),
-            next_ticket: header.get(2),
-            slots,
-        }))
+                },
+            );
+        }
+        self.client
+            .execute(&self.snapshots.forget_header, &[&instance])
+            .await?;
+        Ok(Some(header))
     }
 
     /// Publishes what this instance has open now: its total, and its busiest paths

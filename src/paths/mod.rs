@@ -190,9 +190,9 @@ impl Registry {
             .id(index)
     }
 
-    /// Indexes by database id, for translating ids read back from the database (a restart's
-    /// saved slots). Built on demand: it is needed once per start.
-    pub fn indexes_by_id(&self) -> HashMap<i32, u32> {
+    /// Every `(database id, index)`, for translating ids read back from the database (a
+    /// restart's saved slots).
+    pub fn indexes_by_id(&self) -> Vec<(i32, u32)> {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
