@@ -253,7 +253,6 @@ async fn bad_encoding_in_any_parameter_is_400_and_changes_nothing() {
     tracker.wait_for_health(200, Duration::from_secs(15)).await;
     let db = PgCluster::shared().connect(&database).await;
     let token = tracker.get("/register?path=%2Fok").await.text();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
     let before = counted_rows(&db).await;
     let bad_values = [
         "%00",
@@ -385,7 +384,6 @@ async fn sql_and_markup_payloads_are_stored_as_plain_text() {
             .get(&format!("/register?path={}", encode(path)))
             .await;
         assert_eq!(token.status, 200, "{path}: {}", token.text());
-        tokio::time::sleep(Duration::from_millis(1200)).await;
         let referrer = encode("https://evil.example/'); DELETE FROM visits; --");
         let counted = tracker
             .post(&format!("/post-sleep/{}?referrer={referrer}", token.text()))
@@ -442,7 +440,6 @@ async fn a_hung_database_answers_503_within_the_deadline_and_the_retry_counts_on
     );
     tracker.wait_for_health(200, Duration::from_secs(15)).await;
     let token = tracker.get("/register?path=%2Fa").await.text();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
 
     cluster.pause();
     for target in ["/api/count?path=%2Fa", "/"] {

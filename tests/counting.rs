@@ -12,11 +12,19 @@ use tokio::task::JoinSet;
 
 /// A tracker (min_delay_secs = 1) for a site with the given pages, and a client for its DB.
 async fn tracker_for(pages: &[&str]) -> (Tracker, Site, tokio_postgres::Client) {
+    tracker_with_delay(pages, 0).await
+}
+
+async fn tracker_with_delay(
+    pages: &[&str],
+    min_delay_secs: u32,
+) -> (Tracker, Site, tokio_postgres::Client) {
     let (database, site, config) = common::setup().await;
     for page in pages {
         site.add_page(page);
     }
-    let tracker = Tracker::start(&config);
+    let tracker =
+        Tracker::start(&config.set("OXITRAFFIC_MIN_DELAY_SECS", min_delay_secs.to_string()));
     tracker.wait_for_health(200, Duration::from_secs(15)).await;
     let db = PgCluster::shared().connect(&database).await;
     (tracker, site, db)
@@ -53,7 +61,8 @@ async fn past_the_delay() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_visit_is_counted_once_with_its_referrer_and_spent_time() {
-    let (tracker, site, db) = tracker_for(&["/blog/rust"]).await;
+    // The one test of the delay itself: 425 before it, counted after.
+    let (tracker, site, db) = tracker_with_delay(&["/blog/rust"], 1).await;
     let token = register(&tracker, "/blog/rust").await;
 
     let early = tracker.post(&format!("/post-sleep/{token}")).await;
@@ -210,7 +219,6 @@ async fn every_error_status_of_the_script_endpoints() {
         404,
         "not yet counted"
     );
-    past_the_delay().await;
     assert_eq!(
         tracker.post(&format!("/post-sleep/{token}")).await.status,
         200
@@ -323,7 +331,6 @@ async fn cors_allows_the_tracked_origin_only() {
     );
 
     let token = register(&tracker, "/a").await;
-    past_the_delay().await;
     let foreign_count = client::send(
         tracker.addr,
         RequestSpec::new(Method::POST, &format!("/post-sleep/{token}")).header("origin", "null"),
@@ -388,7 +395,6 @@ async fn count_js_has_the_base_url_and_revalidates_with_its_etag() {
 async fn forty_racing_post_sleeps_count_one_visit() {
     let (tracker, _site, db) = tracker_for(&["/race"]).await;
     let token = register(&tracker, "/race").await;
-    past_the_delay().await;
     let mut racers = JoinSet::new();
     for _ in 0..40 {
         let addr = tracker.addr;
@@ -421,7 +427,6 @@ async fn a_reused_slot_rejects_the_stale_token_instead_of_misattributing() {
     let db = PgCluster::shared().connect(&database).await;
     // Pending visits are never evicted early, but a counted visit's slot is free to reuse.
     let stale = register(&tracker, "/old").await;
-    past_the_delay().await;
     assert_eq!(
         tracker.post(&format!("/post-sleep/{stale}")).await.status,
         200
@@ -435,7 +440,6 @@ async fn a_reused_slot_rejects_the_stale_token_instead_of_misattributing() {
         503,
         "every slot holds a pending visit"
     );
-    past_the_delay().await;
     assert_eq!(
         tracker.post(&format!("/page-left/{stale}/30")).await.status,
         404
@@ -463,7 +467,6 @@ async fn a_reused_slot_rejects_the_stale_token_instead_of_misattributing() {
 async fn guessed_tokens_count_nothing() {
     let (tracker, _site, db) = tracker_for(&["/a"]).await;
     let real = register(&tracker, "/a").await;
-    past_the_delay().await;
     let mut guesses = JoinSet::new();
     for i in 0..500u64 {
         let addr = tracker.addr;
@@ -659,7 +662,6 @@ async fn referrer_rules() {
     ];
     for (referrer, _) in &cases {
         let token = register(&tracker, "/r").await;
-        past_the_delay().await;
         let query = referrer
             .as_ref()
             .map(|r| format!("?referrer={}", encode(r)))
@@ -687,7 +689,6 @@ async fn a_database_outage_answers_503_and_the_retry_counts_once() {
     tracker.wait_for_health(200, Duration::from_secs(15)).await;
     let token = register(&tracker, "/a").await;
     let counted_before = register(&tracker, "/a").await;
-    past_the_delay().await;
     assert_eq!(
         tracker
             .post(&format!("/post-sleep/{counted_before}"))

@@ -282,7 +282,9 @@ impl Registry {
             key,
             cell: &cell,
         };
-        cell.get_or_init(|| self.check_and_register(path, key, db))
+        // Boxed: the check (an HTTP request to the site) is a large future, and a request
+        // that needs it is rare; inline, it would make every request's future that large.
+        cell.get_or_init(|| Box::pin(self.check_and_register(path, key, db)))
             .await
             .clone()
     }
