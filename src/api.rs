@@ -363,7 +363,14 @@ pub fn push_count(out: &mut String, path: &str, count: i64) {
 
 /// Appends one visit of a history.
 pub fn push_visit(out: &mut String, visit: &RawVisit) {
-    out.push_str("{\"registered_at\":\"");
+    out.push('{');
+    push_visit_fields(out, visit);
+    out.push('}');
+}
+
+/// The fields every raw visit shows, in the history and in the NDJSON export.
+fn push_visit_fields(out: &mut String, visit: &RawVisit) {
+    out.push_str("\"registered_at\":\"");
     time::write_rfc3339(out, visit.unix_secs, visit.offset_secs);
     out.push_str("\",\"referrer\":");
     push_optional(out, visit.referrer.as_deref());
@@ -374,7 +381,6 @@ pub fn push_visit(out: &mut String, visit: &RawVisit) {
         }
         None => out.push_str("null"),
     }
-    out.push('}');
 }
 
 /// A permit for one streamed download, or the 503 that says to come back.
@@ -655,17 +661,8 @@ fn push_ndjson_row(out: &mut String, exported: &ExportedVisit) {
     let campaign = &exported.campaign;
     out.push_str("{\"path\":");
     push_json_string(out, &exported.path);
-    out.push_str(",\"registered_at\":\"");
-    time::write_rfc3339(out, visit.unix_secs, visit.offset_secs);
-    out.push_str("\",\"referrer\":");
-    push_optional(out, visit.referrer.as_deref());
-    out.push_str(",\"spent_time_seconds\":");
-    match visit.spent_time_seconds {
-        Some(seconds) => {
-            let _ = write!(out, "{seconds}");
-        }
-        None => out.push_str("null"),
-    }
+    out.push(',');
+    push_visit_fields(out, visit);
     for (name, part) in [
         ("utm_source", &campaign.source),
         ("utm_medium", &campaign.medium),

@@ -2,6 +2,7 @@
 //! HTTP client. Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod client;
 pub mod pg;
 pub mod site;
