@@ -11,8 +11,8 @@ use common::client::encode;
 use common::{PgCluster, Tracker, TrackerConfig};
 use serde_json::{Value, json};
 
-/// A database holding the round-1 schema exactly as it was committed, filled through its own
-/// triggers: what an upgrade starts from.
+/// A database holding the round-1 schema (`sql/0001_initial.sql`: migrations are never edited
+/// once released), filled through its own triggers: what an upgrade starts from.
 async fn round1_database(cluster: &PgCluster) -> (String, tokio_postgres::Client) {
     let database = cluster.create_database().await;
     let db = cluster.connect(&database).await;
@@ -26,7 +26,7 @@ async fn round1_database(cluster: &PgCluster) -> (String, tokio_postgres::Client
              applied_at timestamptz NOT NULL DEFAULT now()
          );
          INSERT INTO schema_version (version, description) VALUES (1, 'initial schema');",
-        include_str!("fixtures/round1_schema.sql")
+        include_str!("../sql/0001_initial.sql")
     ))
     .await
     .unwrap();
