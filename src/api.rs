@@ -17,6 +17,7 @@ use crate::App;
 use crate::db::rollups::{DayCounts, Scope};
 use crate::db::visits::{Cursor, ExportedVisit, RawVisit, Span};
 use crate::db::{Db, Unavailable};
+use crate::forwarded::Peer;
 use crate::http::{self, Body, Chunks, HttpError};
 use crate::insights::pages::Sort;
 use crate::insights::{self, Estimate, Period, Range};
@@ -384,9 +385,13 @@ fn push_visit_fields(out: &mut String, visit: &RawVisit) {
 }
 
 /// A permit for one streamed download, or the 503 that says to come back.
-fn stream_permit<B>(app: &App, request: &Request<B>) -> Result<StreamPermit, HttpError> {
+fn stream_permit<B>(
+    app: &App,
+    request: &Request<B>,
+    peer: Peer,
+) -> Result<StreamPermit, HttpError> {
     app.streams
-        .try_acquire(app.client_bucket(request))
+        .try_acquire(app.client_bucket(request.headers(), peer))
         .ok_or_else(|| HttpError::unavailable("too many downloads at once, try again shortly"))
 }
 
@@ -430,8 +435,12 @@ impl From<tokio_postgres::Error> for Stop {
 
 /// `GET /api/counts`: `[{"path": "/", "count": 12}, …]`, every registered path with its
 /// visits in all, alphabetically (keyset order: the paths' own index).
-pub async fn counts<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
-    let permit = stream_permit(app, request)?;
+pub async fn counts<B>(
+    app: &App,
+    request: &Request<B>,
+    peer: Peer,
+) -> Result<Response<Body>, HttpError> {
+    let permit = stream_permit(app, request, peer)?;
     app.db.reads()?;
     let db = app.db.clone();
     let (response, mut chunks) = http::streamed(StatusCode::OK, http::APPLICATION_JSON);
@@ -475,9 +484,13 @@ pub async fn count(app: &App, uri: &Uri) -> Result<Response<Body>, HttpError> {
 
 /// `GET /api/history?path=PATH`: every stored visit of a path in time order, streamed.
 /// Timestamps carry the offset in force at their instant in the configured zone.
-pub async fn history<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
+pub async fn history<B>(
+    app: &App,
+    request: &Request<B>,
+    peer: Peer,
+) -> Result<Response<Body>, HttpError> {
     let (_, found) = find_path(&app.db, request.uri().query()).await?;
-    let permit = stream_permit(app, request)?;
+    let permit = stream_permit(app, request, peer)?;
     let db = app.db.clone();
     let today = app.days.today();
     let mut head = String::from("{\"utc_offset\":\"");
@@ -558,7 +571,11 @@ fn push_csv(out: &mut String, value: Option<&str>, free_text: bool) {
 }
 
 /// `GET /api/export?from&to[&path][&format=csv|ndjson]`: raw visits of the range, streamed.
-pub async fn export<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
+pub async fn export<B>(
+    app: &App,
+    request: &Request<B>,
+    peer: Peer,
+) -> Result<Response<Body>, HttpError> {
     let uri = request.uri();
     let query = uri.query();
     let range = range(app, uri)?;
@@ -582,7 +599,7 @@ pub async fn export<B>(app: &App, request: &Request<B>) -> Result<Response<Body>
         .day_span(range.first, range.last)
         .await
         .map_err(Unavailable::from)?;
-    let permit = stream_permit(app, request)?;
+    let permit = stream_permit(app, request, peer)?;
     let db = app.db.clone();
     let (content_type, extension) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),

@@ -17,6 +17,7 @@ use crate::App;
 use crate::clock::TICKS_PER_SEC;
 use crate::db::visits::{Campaign, NewVisit};
 use crate::db::writer::WriteError;
+use crate::forwarded::Peer;
 use crate::http::{self, Body, HttpError};
 use crate::metrics::{Registration, VisitorScope};
 use crate::paths::{self, Refusal};
@@ -90,8 +91,12 @@ impl From<WriteError> for HttpError {
 
 /// `GET /register?path=PATH`: a token for a new pending visit of a known (or newly
 /// validated) path, and a view.
-pub async fn register<B>(app: &App, request: &Request<B>) -> Result<Response<Body>, HttpError> {
-    let outcome = register_view(app, request).await;
+pub async fn register<B>(
+    app: &App,
+    request: &Request<B>,
+    peer: Peer,
+) -> Result<Response<Body>, HttpError> {
+    let outcome = register_view(app, request, peer).await;
     app.metrics.registration(match &outcome {
         Ok(_) => Registration::Ok,
         Err((outcome, _)) => *outcome,
@@ -102,6 +107,7 @@ pub async fn register<B>(app: &App, request: &Request<B>) -> Result<Response<Bod
 async fn register_view<B>(
     app: &App,
     request: &Request<B>,
+    peer: Peer,
 ) -> Result<Response<Body>, (Registration, HttpError)> {
     let path = paths::path_from_query(request.uri().query())
         .map_err(|error| (Registration::BadRequest, error))?;
@@ -127,7 +133,7 @@ async fn register_view<B>(
                     (Registration::Unavailable, HttpError::unavailable(reason))
                 }
             })?;
-    let client = app.client_bucket(request);
+    let client = app.client_bucket(request.headers(), peer);
     let now = app.clock.ticks_ceil();
     app.clients.acquire(client, now).map_err(|retry| {
         app.metrics.client_limited();

@@ -25,8 +25,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hyper::header::HeaderMap;
 
-/// The address of the TCP peer a request came from, as the server records it in every
-/// request's extensions.
+/// The address of the TCP peer a request came from, as the server hands it to the router
+/// with every request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub IpAddr);
 

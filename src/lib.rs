@@ -77,13 +77,9 @@ pub struct App {
 impl App {
     /// The client-limiter bucket of a request's client: the peer, or the address a trusted
     /// proxy forwarded for.
-    pub fn client_bucket<B>(&self, request: &hyper::Request<B>) -> u16 {
-        let peer = request
-            .extensions()
-            .get::<forwarded::Peer>()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |peer| peer.0);
+    pub fn client_bucket(&self, headers: &hyper::HeaderMap, peer: forwarded::Peer) -> u16 {
         let trusted = &self.config.trusted_proxies;
-        let client = forwarded::client_ip(peer, request.headers(), |address| {
+        let client = forwarded::client_ip(peer.0, headers, |address| {
             trusted.iter().any(|net| net.contains(address))
         });
         self.clients.bucket(client)

@@ -15,6 +15,7 @@ use matchit::Router;
 use crate::App;
 use crate::access::{self, Class};
 use crate::cors;
+use crate::forwarded::Peer;
 use crate::http::{self, Body, HttpError};
 use crate::{api, counting, dashboard};
 
@@ -179,9 +180,12 @@ impl Default for Routes {
     }
 }
 
-pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
+/// Answers `request` from `peer` (its address is for the per-client limits only; never
+/// stored or logged). Passed along rather than put in the request's extensions, which would
+/// cost three allocations a request.
+pub async fn dispatch(app: &App, request: Request<Incoming>, peer: Peer) -> Response<Body> {
     let started = Instant::now();
-    let (route, mut response) = respond(app, request).await;
+    let (route, mut response) = respond(app, request, peer).await;
     // Every body is exactly the type it says it is, errors included.
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -194,7 +198,11 @@ pub async fn dispatch(app: &App, request: Request<Incoming>) -> Response<Body> {
     response
 }
 
-async fn respond(app: &App, request: Request<Incoming>) -> (Option<usize>, Response<Body>) {
+async fn respond(
+    app: &App,
+    request: Request<Incoming>,
+    peer: Peer,
+) -> (Option<usize>, Response<Body>) {
     if request
         .uri()
         .path_and_query()
@@ -236,7 +244,7 @@ async fn respond(app: &App, request: Request<Incoming>) -> (Option<usize>, Respo
             Ok(())
         };
         match allowed {
-            Ok(()) => handle(app, spec.route, &params, &request).await,
+            Ok(()) => handle(app, spec.route, &params, &request, peer).await,
             Err(denied) => {
                 let response = denied.finish(
                     spec.error_response(app, HttpError::new(denied.status(), denied.message())),
@@ -265,16 +273,17 @@ async fn handle(
     route: Route,
     params: &matchit::Params<'_, '_>,
     request: &Request<Incoming>,
+    peer: Peer,
 ) -> Result<Response<Body>, HttpError> {
     let param = |name| params.get(name).unwrap_or_default();
     match route {
-        Route::Register => counting::register(app, request).await,
+        Route::Register => counting::register(app, request, peer).await,
         Route::Visitor => Ok(counting::visitor(app, request)),
         Route::PostSleep => counting::post_sleep(app, param("token"), request).await,
         Route::PageLeft => counting::page_left(app, param("token"), param("seconds")).await,
         Route::Script => Ok(app.script.respond(request.headers())),
         Route::Health => Ok(health(app).await),
-        _ => Box::pin(handle_reads(app, route, request)).await,
+        _ => Box::pin(handle_reads(app, route, request, peer)).await,
     }
 }
 
@@ -283,6 +292,7 @@ async fn handle_reads(
     app: &App,
     route: Route,
     request: &Request<Incoming>,
+    peer: Peer,
 ) -> Result<Response<Body>, HttpError> {
     let uri = request.uri();
     match route {
@@ -296,11 +306,11 @@ async fn handle_reads(
         Route::ApiReferrers => api::referrers(app, uri).await,
         Route::ApiCampaigns => api::campaigns(app, uri).await,
         Route::ApiLive => api::live(app).await,
-        Route::ApiExport => api::export(app, request).await,
+        Route::ApiExport => api::export(app, request, peer).await,
         Route::ApiOpenApi => Ok(app.openapi.respond(request.headers())),
-        Route::ApiCounts => api::counts(app, request).await,
+        Route::ApiCounts => api::counts(app, request, peer).await,
         Route::ApiCount => api::count(app, uri).await,
-        Route::ApiHistory => api::history(app, request).await,
+        Route::ApiHistory => api::history(app, request, peer).await,
         Route::Metrics => Ok(metrics(app).await),
         Route::Register
         | Route::Visitor

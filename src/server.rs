@@ -74,13 +74,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let peer = crate::forwarded::Peer(peer.ip());
-        let service = service_fn(move |mut request: hyper::Request<_>| {
-            // For the per-client limit only; never stored or logged.
-            request.extensions_mut().insert(peer);
+        let service = service_fn(move |request: hyper::Request<_>| {
             let app = app.clone();
             async move {
                 let response =
-                    tokio::time::timeout(request_timeout, routes::dispatch(&app, request))
+                    tokio::time::timeout(request_timeout, routes::dispatch(&app, request, peer))
                         .await
                         .unwrap_or_else(|_| {
                             HttpError::unavailable("request timed out").into_response()
