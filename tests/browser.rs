@@ -350,17 +350,20 @@ async fn a_real_browser_is_counted_end_to_end() {
             tracker.logs()
         );
     }
-    // DevTools reports keepalive requests (count.js's post-sleep fetch, sendBeacon) as aborted
-    // once their document hands them over or goes away, delivered or not. So a post-sleep
-    // must have got its answer, and page-left beacons are checked in the database below.
+    // DevTools reports a request as aborted once its document goes away: keepalive ones
+    // (count.js's post-sleep fetch, sendBeacon) as soon as they are handed over, delivered or
+    // not, and any other whose answer was still being read when the visitor left (the SPA tab
+    // leaves right after its last registration: seen once in CI as `/register` "aborted" with
+    // its answer in). So every failure must have had its answer, whose status the exchanges
+    // above checked, or be a page-left beacon, which the database below checks.
     for failure in report["failures"].as_array().expect("failures") {
-        let post = failure["method"] == "POST";
         let answered = failure["responded"] == true;
-        let beacon = failure["target"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("/page-left/"));
+        let beacon = failure["method"] == "POST"
+            && failure["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("/page-left/"));
         assert!(
-            post && (answered || beacon),
+            answered || beacon,
             "a tracker request failed: {failure}\nlogs:\n{}",
             tracker.logs()
         );
