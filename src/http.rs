@@ -151,6 +151,9 @@ pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/
 pub const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// A response with a body and its content type.
+/// Headers a response usually carries, for sizing its map once.
+const RESPONSE_HEADERS: usize = 8;
+
 pub fn with_body(
     status: StatusCode,
     content_type: HeaderValue,
@@ -158,9 +161,11 @@ pub fn with_body(
 ) -> Response<Body> {
     let mut response = Response::new(Body::from(body.into()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type);
+    // Room for what the script endpoints add (CORS, caching, the day marker, nosniff): a map
+    // grown by insertion reallocated and rehashed on every `/register`.
+    let headers = response.headers_mut();
+    headers.reserve(RESPONSE_HEADERS);
+    headers.insert(header::CONTENT_TYPE, content_type);
     response
 }
 
