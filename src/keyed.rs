@@ -6,8 +6,29 @@
 //! order of visitor slots, and the client limiter's table index. Without the key, outputs
 //! cannot be predicted from inputs, nor inputs told apart by their outputs.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+
+/// A map keyed by values that are keyed hashes already (uniformly distributed): hashing them
+/// again would only waste time.
+pub type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+/// The hasher of [`HashKeyed`]: the key is its own hash.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// A 128-bit SipHash key. The fields are plain so the key can be stored (the slot snapshot
 /// keeps it across a restart); `Debug` never prints them.

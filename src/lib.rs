@@ -276,6 +276,7 @@ async fn restore_slots(
     let mut indexes = registry.indexes_by_id();
     indexes.sort_unstable();
     let mut saved: Vec<slots::SavedSlot> = Vec::new();
+    let mut since = None;
     let restored = async {
         if !loaded {
             return Err(db::Unavailable);
@@ -283,10 +284,12 @@ async fn restore_slots(
         db.writes()?
             .take_slots(i16::from(config.instance), |header, slot| {
                 // Time passed since the snapshot, by the wall clock (the only clock two
-                // processes share).
-                let since = SystemTime::now()
-                    .duration_since(header.saved_at)
-                    .unwrap_or_default();
+                // processes share), read once.
+                let since = *since.get_or_insert_with(|| {
+                    SystemTime::now()
+                        .duration_since(header.saved_at)
+                        .unwrap_or_default()
+                });
                 let Ok(at) = indexes.binary_search_by_key(&slot.path_id, |&(id, _)| id) else {
                     return;
                 };

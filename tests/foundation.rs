@@ -91,6 +91,17 @@ async fn concurrent_migrations_apply_each_version_exactly_once() {
     );
 }
 
+/// A new database on the shared cluster, migrated to the newest schema in UTC.
+async fn migrated_database() -> (&'static PgCluster, String, tokio_postgres::Client) {
+    let cluster = PgCluster::shared();
+    let database = cluster.create_database().await;
+    let mut client = cluster.connect(&database).await;
+    oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
+        .await
+        .unwrap();
+    (cluster, database, client)
+}
+
 async fn path_days(client: &tokio_postgres::Client) -> Vec<(i32, String, i64)> {
     let rows = client
         .query(
@@ -106,12 +117,7 @@ async fn path_days(client: &tokio_postgres::Client) -> Vec<(i32, String, i64)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn roll_ups_follow_visits_and_a_new_zone_counts_new_days_only() {
-    let cluster = PgCluster::shared();
-    let database = cluster.create_database().await;
-    let mut client = cluster.connect(&database).await;
-    oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
-        .await
-        .unwrap();
+    let (_, _, mut client) = migrated_database().await;
     client
         .batch_execute(
             "INSERT INTO paths (path) VALUES ('/a'), ('/b');
@@ -294,12 +300,7 @@ async fn sigterm_shuts_down_gracefully_with_exit_code_0() {
 /// run with two instances) and the totals must add up.
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_writers_never_deadlock_and_add_up() {
-    let cluster = PgCluster::shared();
-    let database = cluster.create_database().await;
-    let mut client = cluster.connect(&database).await;
-    oxitraffic::db::migrate(&mut client, "oxitraffic", &utc())
-        .await
-        .unwrap();
+    let (cluster, database, client) = migrated_database().await;
     client
         .batch_execute("INSERT INTO paths (path) SELECT '/p' || i FROM generate_series(1, 24) i")
         .await

@@ -18,7 +18,7 @@ pub mod normalize;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::db::Db;
 use crate::http::HttpError;
+use crate::keyed::HashKeyed;
 use crate::metrics::{Metrics, PathCheck};
 use check::{CheckFailed, PathChecker, Verdict};
 use exclude::PathPattern;
@@ -69,24 +70,6 @@ pub enum Refusal {
     /// No verdict now (site unreachable, database down); worth retrying later.
     Unavailable(String),
 }
-
-/// Keys are already uniformly distributed hashes; hashing them again would waste time.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
 /// Rejected paths: a set with first-in-first-out eviction and an expiry.
 #[derive(Default)]
