@@ -114,6 +114,65 @@ async fn slowloris_clients_are_cut_off_while_others_are_served() {
     }
 }
 
+/// Sends one request on `stream` and reads its whole (small) answer.
+async fn keep_alive_request(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"ok\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed while a request was answered");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connections_are_closed_after_a_quiet_client_timeout_and_not_before() {
+    let (_database, _site, config) = common::setup().await;
+    let tracker = Tracker::start(&config.set("OXITRAFFIC_CLIENT_TIMEOUT_MS", "1000"));
+    tracker.wait_for_health(200, Duration::from_secs(15)).await;
+
+    // A client asking every 0.4 s for 3 s is never cut off: each request counts as activity.
+    let mut busy = TcpStream::connect(tracker.addr).await.unwrap();
+    for _ in 0..8 {
+        keep_alive_request(&mut busy).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    keep_alive_request(&mut busy).await;
+
+    // Once quiet, it is closed between 1 and 1.25 client timeouts later (plus scheduling).
+    let quiet_since = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), busy.read(&mut buf)).await;
+    let closed_after = quiet_since.elapsed();
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle keep-alive connection stayed open: {read:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_millis(950) && closed_after < Duration::from_millis(2500),
+        "closed {closed_after:?} after its last answer"
+    );
+
+    // A connection that never sends a head is closed the same way.
+    let opened = Instant::now();
+    let mut silent = TcpStream::connect(tracker.addr).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(
+        opened.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        opened.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_releases_its_stream() {
     let (database, _site, config) = common::setup().await;
