@@ -169,6 +169,8 @@ async fn register_view<B>(
                     (Registration::Unavailable, HttpError::unavailable(reason))
                 }
             })?;
+    // Taken now so that its slot is fetched into the cache while the client is checked.
+    let ticket = app.slots.ticket();
     let client = app.client_bucket(request.headers(), peer);
     let now = app.clock.ticks_ceil();
     app.clients.acquire(client, now).map_err(|retry| {
@@ -181,12 +183,15 @@ async fn register_view<B>(
     let today = app.days.today();
     let registered = app
         .slots
-        .register(Pending {
-            path: path_index,
-            tick: now,
-            wall_secs: time::now_unix() as u32,
-            client,
-        })
+        .register_with(
+            ticket,
+            Pending {
+                path: path_index,
+                tick: now,
+                wall_secs: time::now_unix() as u32,
+                client,
+            },
+        )
         .map_err(|_| {
             app.clients.release(client, now);
             (

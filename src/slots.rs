@@ -194,6 +194,13 @@ pub struct Registered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllBusy;
 
+/// A registration number taken ahead of its registration ([`Slots::ticket`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    number: u64,
+    index: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimError {
     /// Unknown, stale, already counted, or being counted right now.
@@ -332,13 +339,27 @@ fn spin() {
     loom::thread::yield_now();
 }
 
+/// Starts `slot` on its way into the cache; a hint the processor may ignore.
+#[cfg(all(not(loom), target_arch = "x86_64"))]
+fn prefetch(slot: &Slot) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: a prefetch reads nothing the program observes and never faults, whatever
+    // the address; this one is a live slot's.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast()) }
+}
+
+#[cfg(not(all(not(loom), target_arch = "x86_64")))]
+fn prefetch(_: &Slot) {}
+
 /// `count` slots, all free.
 #[cfg(not(loom))]
 fn free_slots(count: usize) -> Box<[Slot]> {
     // SAFETY: a slot is three atomic integers, for which all-zero bytes are a valid value
     // (FREE, no data). Zeroed allocation leaves the pages untouched until a slot is first
     // used, so a large, mostly idle array costs no resident memory.
-    unsafe { Box::<[Slot]>::new_zeroed_slice(count).assume_init() }
+    let slots = unsafe { Box::<[Slot]>::new_zeroed_slice(count).assume_init() };
+    crate::memory::huge_pages_for(&slots);
+    slots
 }
 
 /// Loom's atomics are not plain integers: build them one by one.
@@ -414,17 +435,36 @@ impl Slots {
         Ok((slot, local >> self.index_bits))
     }
 
+    /// The next registration number and the slot it names, which starts on its way into
+    /// the cache: the order is scattered, so with a large array the slot is rarely cached,
+    /// and a caller that takes the ticket before its other checks has the slot by the time
+    /// it registers. A ticket that is never used leaves its slot as it is for this cycle.
+    pub fn ticket(&self) -> Ticket {
+        // Relaxed: the counter only decides where to look; exclusivity comes from the CAS in
+        // `register_with`. (A snapshot still sees every ticket a registration it saved used:
+        // see `snapshot`.)
+        let number = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let index = self.order.slot_of(number);
+        prefetch(&self.slots[index]);
+        Ticket { number, index }
+    }
+
     /// Takes a slot for a new pending visit, registered at `pending.tick`, and returns its
     /// token. Fails when every slot it tries is being written or counted, or holds a
     /// pending visit younger than the protection window.
     pub fn register(&self, pending: Pending) -> Result<Registered, AllBusy> {
+        self.register_with(self.ticket(), pending)
+    }
+
+    /// [`Slots::register`], trying the slot of `first` first.
+    pub fn register_with(&self, first: Ticket, pending: Pending) -> Result<Registered, AllBusy> {
         let (pending_word, extra_word) = pending.words();
+        let mut next = Some(first);
         for _ in 0..PROBES {
-            // Relaxed: the counter only decides where to look; exclusivity comes from the
-            // CAS below. (A snapshot still sees every ticket a registration it saved used:
-            // see `snapshot`.)
-            let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-            let index = self.order.slot_of(ticket);
+            let Ticket {
+                number: ticket,
+                index,
+            } = next.take().unwrap_or_else(|| self.ticket());
             let slot = &self.slots[index];
             // Acquire: pairs with the Release store that published this state, so the words
             // read below are that registration's or newer.
