@@ -25,8 +25,16 @@ pub fn check_origin(request: &HeaderMap, allowed: &HeaderValue) -> Result<(), Ht
 
 /// Adds the CORS headers every script endpoint response carries.
 pub fn allow(response: &mut Response<Body>, allowed: &HeaderValue) {
-    let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed.clone());
+    allow_headers(response.headers_mut(), allowed);
+}
+
+/// [`allow`] on a header map. Once the origin is there, the rest is too (a cached set of
+/// headers): one lookup then, no replacements.
+pub fn allow_headers(headers: &mut HeaderMap, allowed: &HeaderValue) {
+    let header::Entry::Vacant(origin) = headers.entry(header::ACCESS_CONTROL_ALLOW_ORIGIN) else {
+        return;
+    };
+    origin.insert(allowed.clone());
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     // count.js waits as long as the tracker asks (425, 429, 503); a cross-origin script
     // only sees the headers it is allowed to.

@@ -150,10 +150,19 @@ pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charse
 pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
-/// A response with a body and its content type.
+/// Says every body is exactly the type its `Content-Type` says (set on every response).
+/// Through the entry: a response whose map has it already (a cached set of headers) costs
+/// one lookup, not a replacement.
+pub fn nosniff(headers: &mut HeaderMap) {
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+}
+
 /// Headers a response usually carries, for sizing its map once.
 const RESPONSE_HEADERS: usize = 8;
 
+/// A response with a body and its content type.
 pub fn with_body(
     status: StatusCode,
     content_type: HeaderValue,

@@ -42,13 +42,29 @@ fn window_ticks() -> u32 {
 }
 
 impl Live {
-    /// This instance's open pages, by path index.
-    pub fn own(app: &App) -> HashMap<u32, i64> {
-        let mut open: HashMap<u32, i64> = HashMap::new();
+    /// This instance's open pages: `(path index, count)` for each path with any.
+    ///
+    /// Counted in an array indexed by path (indexes are dense): every open page adds one,
+    /// and with millions of slots a hash map entry for each was most of the scan's time.
+    /// Only the array's pages that are written become resident.
+    pub fn own(app: &App) -> Vec<(u32, i64)> {
+        let mut counts: Vec<u32> = vec![0; app.registry.len()];
+        let most = app.config.max_paths as usize;
         app.slots.live(app.clock.ticks(), window_ticks(), |path| {
-            *open.entry(path).or_default() += 1
+            let path = path as usize;
+            if path >= counts.len() && path < most {
+                // A path registered since the array was sized.
+                counts.resize(path + 1, 0);
+            }
+            if let Some(count) = counts.get_mut(path) {
+                *count += 1;
+            }
         });
-        open
+        (0u32..)
+            .zip(counts)
+            .filter(|&(_, count)| count > 0)
+            .map(|(path, count)| (path, i64::from(count)))
+            .collect()
     }
 
     /// The whole site's open pages: this instance's, and what the others published.
@@ -78,10 +94,10 @@ impl Live {
     /// Publishes this instance's counts and fetches the others'.
     pub async fn exchange(&self, app: &App) -> Result<(), crate::db::Unavailable> {
         let own = Live::own(app);
-        let total: i64 = own.values().sum();
+        let total: i64 = own.iter().map(|&(_, count)| count).sum();
         let mut busiest: Vec<(i32, i32)> = own
             .iter()
-            .filter_map(|(&index, &count)| Some((app.registry.db_id(index)?, count as i32)))
+            .filter_map(|&(index, count)| Some((app.registry.db_id(index)?, count as i32)))
             .collect();
         busiest.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         busiest.truncate(PUBLISHED_PATHS);

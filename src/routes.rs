@@ -243,12 +243,10 @@ impl Default for Routes {
 /// cost three allocations a request.
 pub async fn dispatch(app: &App, request: Request<Incoming>, peer: Peer) -> Response<Body> {
     let started = Instant::now();
-    let (route, mut response) = respond(app, request, peer).await;
+    // By reference: moved into `respond`, the request would be stored in both futures.
+    let (route, mut response) = respond(app, &request, peer).await;
     // Every body is exactly the type it says it is, errors included.
-    response.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    http::nosniff(response.headers_mut());
     if let Some(route) = route {
         app.metrics
             .record(route, response.status(), started.elapsed());
@@ -258,7 +256,7 @@ pub async fn dispatch(app: &App, request: Request<Incoming>, peer: Peer) -> Resp
 
 async fn respond(
     app: &App,
-    request: Request<Incoming>,
+    request: &Request<Incoming>,
     peer: Peer,
 ) -> (Option<usize>, Response<Body>) {
     if request
@@ -302,7 +300,7 @@ async fn respond(
             Ok(())
         };
         match allowed {
-            Ok(()) => handle(app, spec.route, &params, &request, peer).await,
+            Ok(()) => handle(app, spec.route, &params, request, peer).await,
             Err(denied) => {
                 let response = denied.finish(
                     spec.error_response(app, HttpError::new(denied.status(), denied.message())),

@@ -87,12 +87,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
                 let connection = connection.clone();
                 async move {
                     let _request = connection.activity.request();
-                    let response = within(
-                        request_timeout,
-                        routes::dispatch(&connection.app, request, connection.peer),
-                    )
-                    .await;
-                    Ok::<_, Infallible>(response)
+                    // Built in place: a handler future moved into a binding of its own, or
+                    // into `within`'s arguments, would be stored twice in this one.
+                    let handler =
+                        std::pin::pin!(routes::dispatch(&connection.app, request, connection.peer));
+                    Ok::<_, Infallible>(within(request_timeout, handler).await)
                 }
             })
         };
@@ -139,11 +138,10 @@ struct Connection {
 /// armed only when the handler has to wait: most requests are answered from memory on
 /// their first poll, and a timer for each of them was a clock read and a timer entry made
 /// and dropped for nothing.
-async fn within(
+async fn within<F: Future<Output = hyper::Response<Body>>>(
     limit: Duration,
-    handler: impl Future<Output = hyper::Response<Body>>,
+    mut handler: Pin<&mut F>,
 ) -> hyper::Response<Body> {
-    let mut handler = std::pin::pin!(handler);
     if let Poll::Ready(response) =
         std::future::poll_fn(|cx| Poll::Ready(handler.as_mut().poll(cx))).await
     {

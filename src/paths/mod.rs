@@ -17,8 +17,10 @@ mod known;
 pub mod normalize;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -98,11 +100,34 @@ impl Rejected {
 
 type CheckOutcome = Result<u32, Refusal>;
 
+/// Entries of each thread's memory of recent lookups ([`RECENT`], [`NOTED`]).
+const RECENT_ENTRIES: usize = 64;
+
+thread_local! {
+    /// Known paths this thread looked up lately, `(registry, key, index)` at `key % 64`. A
+    /// known path keeps its index for the registry's life, so an entry never goes stale and
+    /// a hit takes no lock: the registry's read lock was two atomic writes a `/register` on
+    /// a cache line that every core took in turn.
+    static RECENT: RefCell<[(u32, u64, u32); RECENT_ENTRIES]> =
+        const { RefCell::new([(0, 0, 0); RECENT_ENTRIES]) };
+    /// Path indexes whose names this thread saw noted: `(registry, names generation, index
+    /// + 1 at index % 64)`. A new generation (the names were cleared) forgets them all.
+    static NOTED: RefCell<(u32, u32, [u32; RECENT_ENTRIES])> =
+        const { RefCell::new((0, 0, [0; RECENT_ENTRIES])) };
+}
+
+/// Tells registries apart in the per-thread memories (tests run several in one process).
+static REGISTRIES: AtomicU32 = AtomicU32::new(1);
+
 pub struct Registry {
+    /// This registry's number in the per-thread memories; never 0.
+    id: u32,
     key: RandomState,
     known: RwLock<Known>,
     /// Index → text of paths registered lately, for the live view.
     names: RwLock<HashMap<u32, Box<str>>>,
+    /// Bumped each time `names` is cleared.
+    names_generation: AtomicU32,
     exclude: Vec<PathPattern>,
     metrics: Arc<Metrics>,
     rejected: Mutex<Rejected>,
@@ -122,9 +147,11 @@ impl Registry {
         metrics: Arc<Metrics>,
     ) -> Registry {
         Registry {
+            id: REGISTRIES.fetch_add(1, Ordering::Relaxed),
             key: RandomState::new(),
             known: RwLock::new(Known::default()),
             names: RwLock::default(),
+            names_generation: AtomicU32::new(0),
             exclude,
             metrics,
             rejected: Mutex::new(Rejected::default()),
@@ -159,10 +186,21 @@ impl Registry {
     }
 
     fn known_index(&self, key: u64) -> Option<u32> {
-        self.known
+        let entry = (key % RECENT_ENTRIES as u64) as usize;
+        let recent = RECENT.with_borrow(|recent| {
+            let (registry, recent_key, index) = recent[entry];
+            (registry == self.id && recent_key == key).then_some(index)
+        });
+        if recent.is_some() {
+            return recent;
+        }
+        let index = self
+            .known
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .index_of(key)
+            .index_of(key)?;
+        RECENT.with_borrow_mut(|recent| recent[entry] = (self.id, key, index));
+        Some(index)
     }
 
     /// The database id of a path index.
@@ -207,19 +245,35 @@ impl Registry {
 
     /// Remembers the text of a path just registered by a visitor, for the live view.
     pub fn note_name(&self, index: u32, path: &str) {
-        if self
+        // Read before the names: a clear after this read bumps the generation, so what is
+        // remembered below under this one is forgotten at the next call.
+        let generation = self.names_generation.load(Ordering::Acquire);
+        let entry = index as usize % RECENT_ENTRIES;
+        let seen = NOTED.with_borrow(|&(registry, noted_generation, ref noted)| {
+            registry == self.id && noted_generation == generation && noted[entry] == index + 1
+        });
+        if seen {
+            return;
+        }
+        let known = self
             .names
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&index)
-        {
-            return;
+            .contains_key(&index);
+        if !known {
+            let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+            if names.len() >= RECENT_NAMES {
+                names.clear();
+                self.names_generation.fetch_add(1, Ordering::Release);
+            }
+            names.insert(index, path.into());
         }
-        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
-        if names.len() >= RECENT_NAMES {
-            names.clear();
-        }
-        names.insert(index, path.into());
+        NOTED.with_borrow_mut(|noted| {
+            if (noted.0, noted.1) != (self.id, generation) {
+                *noted = (self.id, generation, [0; RECENT_ENTRIES]);
+            }
+            noted.2[entry] = index + 1;
+        });
     }
 
     /// The text of a path registered lately, if still remembered.
@@ -374,6 +428,44 @@ impl Drop for InFlightEntry<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registry() -> Registry {
+        let origin = crate::config::origin::Origin::parse("http://127.0.0.1:9").unwrap();
+        let checker = PathChecker::new(origin, Duration::from_secs(1));
+        let metrics = Arc::new(Metrics::new(&["/register"]));
+        Registry::new(checker, 1000, Vec::new(), metrics)
+    }
+
+    #[test]
+    fn a_thread_remembers_lookups_per_registry() {
+        let (first, second) = (registry(), registry());
+        first.remember("/zero", 10);
+        let one = first.remember("/one", 11);
+        assert_eq!(first.lookup("/one"), Some(one));
+        // Twice: the second answer comes from this thread's memory.
+        assert_eq!(first.lookup("/one"), Some(one));
+        // Another registry has its own paths and indexes, whatever this thread remembers.
+        assert_eq!(second.lookup("/one"), None);
+        assert_eq!(second.remember("/one", 11), 0);
+        assert_eq!(second.lookup("/one"), Some(0));
+        assert_eq!(first.lookup("/one"), Some(one));
+    }
+
+    #[test]
+    fn names_noted_before_a_clear_are_noted_again() {
+        let registry = registry();
+        registry.note_name(0, "/first");
+        registry.note_name(0, "/first");
+        assert_eq!(registry.name(0).as_deref(), Some("/first"));
+        // Fill the memory until it is cleared; index 0 went with it.
+        for index in 1..=RECENT_NAMES as u32 {
+            registry.note_name(index, "/other");
+        }
+        assert_eq!(registry.name(0), None);
+        // This thread noted index 0 before the clear: the note is made again, not skipped.
+        registry.note_name(0, "/first");
+        assert_eq!(registry.name(0).as_deref(), Some("/first"));
+    }
 
     #[test]
     fn rejected_paths_are_bounded_and_expire() {
