@@ -30,6 +30,26 @@ impl Hasher for PassThrough {
     }
 }
 
+/// A hasher for small integers the program assigns itself (path indexes), never chosen by a
+/// client, so nothing needs to resist crafted collisions: one multiplication by an odd
+/// constant (2^64 / φ) spreads them over the high bits the map's control bytes use.
+#[derive(Default)]
+pub struct Multiplied(u64);
+
+impl Hasher for Multiplied {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u32 keys are hashed")
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A 128-bit SipHash key. The fields are plain so the key can be stored (the slot snapshot
 /// keeps it across a restart); `Debug` never prints them.
 #[derive(Clone, Copy, PartialEq, Eq)]

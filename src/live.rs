@@ -7,6 +7,7 @@
 //! [`FRESH`].
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +24,9 @@ pub const FRESH: Duration = Duration::from_secs(15);
 const PUBLISHED_PATHS: usize = 100;
 /// Paths shown.
 const SHOWN_PATHS: usize = 100;
+
+/// Open pages by path index.
+type PathCounts = HashMap<u32, i64, BuildHasherDefault<crate::keyed::Multiplied>>;
 
 /// Pages open now, busiest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,27 +48,14 @@ fn window_ticks() -> u32 {
 impl Live {
     /// This instance's open pages: `(path index, count)` for each path with any.
     ///
-    /// Counted in an array indexed by path (indexes are dense): every open page adds one,
-    /// and with millions of slots a hash map entry for each was most of the scan's time.
-    /// Only the array's pages that are written become resident.
+    /// Path indexes are ours (dense, never chosen by a client), so the map hashes them with
+    /// a multiplication: with millions of open pages, SipHash for each was most of the scan.
     pub fn own(app: &App) -> Vec<(u32, i64)> {
-        let mut counts: Vec<u32> = vec![0; app.registry.len()];
-        let most = app.config.max_paths as usize;
+        let mut open: PathCounts = HashMap::default();
         app.slots.live(app.clock.ticks(), window_ticks(), |path| {
-            let path = path as usize;
-            if path >= counts.len() && path < most {
-                // A path registered since the array was sized.
-                counts.resize(path + 1, 0);
-            }
-            if let Some(count) = counts.get_mut(path) {
-                *count += 1;
-            }
+            *open.entry(path).or_default() += 1;
         });
-        (0u32..)
-            .zip(counts)
-            .filter(|&(_, count)| count > 0)
-            .map(|(path, count)| (path, i64::from(count)))
-            .collect()
+        open.into_iter().collect()
     }
 
     /// The whole site's open pages: this instance's, and what the others published.

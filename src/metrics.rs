@@ -318,7 +318,7 @@ struct RouteMetrics {
 /// `&self`.
 pub struct Metrics {
     route_names: &'static [&'static str],
-    /// One tally per thread (threads beyond [`SHARDS`] share): every request adds to several
+    /// One tally per thread (threads beyond [`MAX_SHARDS`] share): every request adds to several
     /// counters, and with one set of counters for all threads each of them was a cache line
     /// the cores took from each other on every request. `/metrics` adds the shards up.
     shards: Box<[Shard]>,
@@ -328,8 +328,8 @@ pub struct Metrics {
     started: f64,
 }
 
-/// Shards of [`Metrics`]: the runtime's worker threads are at most 4.
-const SHARDS: usize = 4;
+/// Most shards of [`Metrics`]: the runtime has at most 4 worker threads.
+const MAX_SHARDS: usize = 4;
 
 /// A tally on cache lines of its own (128 bytes: adjacent-line prefetching pairs lines).
 #[repr(align(128))]
@@ -339,7 +339,7 @@ struct Shard(Tally);
 fn shard_of_thread() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % MAX_SHARDS;
     }
     SHARD.with(|shard| *shard)
 }
@@ -422,7 +422,10 @@ impl Metrics {
     pub fn new(route_names: &'static [&'static str]) -> Metrics {
         Metrics {
             route_names,
-            shards: (0..SHARDS)
+            // As many as the most worker threads, whatever this machine has: threads take
+            // shards in the order they first record, and fewer shards than recording
+            // threads would put two workers on one.
+            shards: (0..MAX_SHARDS)
                 .map(|_| Shard(Tally::new(route_names.len())))
                 .collect(),
             started: SystemTime::now()
@@ -433,7 +436,7 @@ impl Metrics {
 
     /// The calling thread's tally.
     fn here(&self) -> &Tally {
-        &self.shards[shard_of_thread()].0
+        &self.shards[shard_of_thread() % self.shards.len()].0
     }
 
     /// One answered request: its route (an index into the names given to [`Metrics::new`]),
