@@ -110,20 +110,9 @@ fn seen_today(request: &HeaderMap, today: LocalDay) -> bool {
         .is_some_and(|since| since >= today.start)
 }
 
-/// A token as the decimal text count.js sends back, written without the formatting
-/// machinery (which with its `String` cost `/register` more than the slot it took).
-fn decimal(mut n: u64) -> Bytes {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    Bytes::copy_from_slice(&digits[at..])
+/// A token as the decimal text count.js sends back.
+fn decimal(n: u64) -> Bytes {
+    Bytes::copy_from_slice(http::decimal_digits(n, &mut [0; 20]))
 }
 
 fn parse_token(text: &str) -> Result<Token, HttpError> {

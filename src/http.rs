@@ -150,6 +150,22 @@ pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charse
 pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 pub const TEXT_HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
+/// The decimal digits of `n`, written into `buffer` without the formatting machinery (it and
+/// its `String` cost `/register` more than the slot it took, and pages write thousands of
+/// counts).
+pub fn decimal_digits(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buffer[start..]
+}
+
 /// Says every body is exactly the type its `Content-Type` says (set on every response).
 /// Through the entry: a response whose map has it already (a cached set of headers) costs
 /// one lookup, not a replacement.
@@ -171,7 +187,7 @@ pub fn with_body(
     let mut response = Response::new(Body::from(body.into()));
     *response.status_mut() = status;
     // Room for what the script endpoints add (CORS, caching, the day marker, nosniff): a map
-    // grown by insertion reallocated and rehashed on every `/register`.
+    // grown by insertion reallocates and rehashes on the way.
     let headers = response.headers_mut();
     headers.reserve(RESPONSE_HEADERS);
     headers.insert(header::CONTENT_TYPE, content_type);

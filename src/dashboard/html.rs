@@ -132,19 +132,8 @@ impl Html {
 /// Appends a whole number with narrow no-break spaces between groups of three digits
 /// (`12 345`): the separator reads the same in every language and never wraps.
 pub fn group_digits(out: &mut String, value: i64) {
-    // Digits into a buffer on the stack: pages write thousands of counts.
-    let mut buffer = [0u8; 20];
-    let mut rest = value.unsigned_abs();
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let digits = &buffer[start..];
+    let mut buffer = [0; 20];
+    let digits = crate::http::decimal_digits(value.unsigned_abs(), &mut buffer);
     if value < 0 {
         out.push('-');
     }
